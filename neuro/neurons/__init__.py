@@ -1,0 +1,12 @@
+"""Neuron models: each a pure step function plus a thin module."""
+from .alif import ALIF, ALIFParams, ALIFState, alif_step
+from .cuba import CubaLIF, CubaLIFParams, CubaLIFState, cuba_lif_step
+from .if_ import IF, IFParams, IFState, if_step
+from .lif import LIF, LIFParams, LIFState, lif_charge, lif_step
+from .stbif import STBIF, STBIFParams, STBIFState, stbif_step
+
+__all__ = [
+    "ALIF", "ALIFParams", "ALIFState", "alif_step", "CubaLIF", "CubaLIFParams", "CubaLIFState",
+    "cuba_lif_step", "IF", "IFParams", "IFState", "if_step", "LIF", "LIFParams", "LIFState",
+    "lif_charge", "lif_step", "STBIF", "STBIFParams", "STBIFState", "stbif_step",
+]

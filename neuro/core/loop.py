@@ -70,6 +70,7 @@ class StatefulModule(nn.Module):
         super().__init__()
         self.step_mode = step_mode
         self.state = None
+        self._recorder: Optional[Callable] = None  # set by a Monitor: f(out, state) per step
 
     @property
     def step_mode(self) -> str:
@@ -114,6 +115,8 @@ class StatefulModule(nn.Module):
     def single_step(self, x: torch.Tensor):
         """Shape: x [B, ...] -> out [B, ...]."""
         out, self.state = type(self).step_fn(x, self._state_for(x), *self.step_args())
+        if self._recorder is not None:
+            self._recorder(out, self.state)
         return out
 
     def multi_step(self, x_seq: torch.Tensor):
@@ -125,6 +128,16 @@ class StatefulModule(nn.Module):
             )
         state = self._state_for(x_seq[0])
         step = type(self).step_fn
+        if self._recorder is not None:  # per-step states wanted: the generic loop, recording each step
+            recorder = self._recorder
+
+            def step(x, st, *args, _f=step):
+                out, st = _f(x, st, *args)
+                recorder(out, st)
+                return out, st
+
+            out, self.state = run_steps(step, x_seq, state, *self.step_args())
+            return out
         fused = multistep_impl(step, x_seq.device.type)
         result = fused(x_seq, state, *self.step_args()) if fused is not None else None
         if result is None:

@@ -57,3 +57,30 @@ class NeuronModule(StatefulModule):
 
     def _full(self, x: torch.Tensor, value: float) -> torch.Tensor:
         return torch.full_like(x, value)
+
+    # -- saving (the neuro.io protocol) ----------------------------------------------------------
+    def get_config(self) -> dict:
+        """JSON-able architecture: ``{"params": {...}, "surrogate": {"kind": ..., ...}, "step_mode": ...}``."""
+        from ..core.surrogate import surrogate_to_dict
+
+        return {"params": self.params.to_dict(),
+                "surrogate": None if self.surrogate is None else surrogate_to_dict(self.surrogate),
+                "step_mode": self.step_mode}
+
+    @classmethod
+    def from_config(cls, config: dict) -> "NeuronModule":
+        """Inverse of :meth:`get_config`; raises ParameterError for unknown keys or bad values."""
+        from ..core.errors import ParameterError
+        from ..core.surrogate import surrogate_from_dict
+
+        for key in config:
+            if key not in ("params", "surrogate", "step_mode"):
+                raise ParameterError(cls.__name__, key, config[key], "a known config key (params, surrogate, step_mode)")
+        params = config.get("params", {})
+        if not isinstance(params, dict):
+            raise ParameterError(cls.__name__, "params", params, "an object of record fields")
+        sur = config.get("surrogate")
+        if sur is not None and not isinstance(sur, dict):
+            raise ParameterError(cls.__name__, "surrogate", sur, "an object with a 'kind' or null")
+        return cls(cls.params_cls.from_dict(params), None if sur is None else surrogate_from_dict(sur),
+                   step_mode=config.get("step_mode", "s"))

@@ -15,7 +15,7 @@ from torch import nn
 
 from ..core.errors import ParameterError, ShapeError, StepModeError
 from ..core.loop import check_dtype
-from .linear import DEFAULT_SWITCH_DENSITY, check_switch_density, density
+from .linear import DEFAULT_SWITCH_DENSITY, check_switch_density, density, dtype_from_name, dtype_name, reject_unknown
 
 
 def _pair(owner, name, v):
@@ -90,6 +90,23 @@ class Conv2d(nn.Module):
         if step_mode not in ("s", "m"):
             raise StepModeError(f"Conv2d.step_mode must be 's' or 'm', got {step_mode!r}")
         self.step_mode = step_mode
+
+    # -- saving (the neuro.io protocol) ----------------------------------------------------------
+    def get_config(self) -> dict:
+        return {"in_channels": self.in_channels, "out_channels": self.out_channels,
+                "kernel_size": list(self.kernel_size), "stride": list(self.stride), "padding": list(self.padding),
+                "bias": self.bias is not None, "switch_density": self.switch_density, "step_mode": self.step_mode,
+                "dtype": dtype_name(self.weight.dtype)}
+
+    @classmethod
+    def from_config(cls, config: dict) -> "Conv2d":
+        c = dict(config)
+        dtype = dtype_from_name("Conv2d", c.pop("dtype", "float32"))
+        layer = cls(c.pop("in_channels"), c.pop("out_channels"), c.pop("kernel_size"), stride=c.pop("stride", 1),
+                    padding=c.pop("padding", 0), bias=c.pop("bias", True),
+                    switch_density=c.pop("switch_density", DEFAULT_SWITCH_DENSITY), step_mode=c.pop("step_mode", "s"),
+                    **reject_unknown("Conv2d", c))
+        return layer.to(dtype)
 
     def _conv(self, x):
         if x.dim() != 4 or x.shape[1] != self.in_channels:

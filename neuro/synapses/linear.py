@@ -37,6 +37,28 @@ def check_finite(owner: str, name: str, t: torch.Tensor) -> None:
         raise ParameterError(owner, name, bad, "finite (no NaN or Inf entries)")
 
 
+_FLOAT_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    """'float32' for torch.float32 (the spelling of saved configs)."""
+    return str(dtype).replace("torch.", "")
+
+
+def dtype_from_name(owner: str, name) -> torch.dtype:
+    if name not in _FLOAT_DTYPES:
+        raise ParameterError(owner, "dtype", name, "one of " + ", ".join(_FLOAT_DTYPES))
+    return _FLOAT_DTYPES[name]
+
+
+def reject_unknown(owner: str, rest: dict) -> dict:
+    """Raise ParameterError for the first key left over in a config; returns {} otherwise."""
+    if rest:
+        key = sorted(rest)[0]
+        raise ParameterError(owner, key, rest[key], "a known config key")
+    return {}
+
+
 def density(x: torch.Tensor) -> float:
     """Fraction of nonzero entries."""
     n = x.numel()
@@ -120,6 +142,19 @@ class Linear(nn.Module):
             if bias is not None:
                 layer.bias.copy_(bias)
         return layer
+
+    # -- saving (the neuro.io protocol) ----------------------------------------------------------
+    def get_config(self) -> dict:
+        return {"in_features": self.in_features, "out_features": self.out_features, "bias": self.bias is not None,
+                "switch_density": self.switch_density, "dtype": dtype_name(self.weight.dtype)}
+
+    @classmethod
+    def from_config(cls, config: dict) -> "Linear":
+        c = dict(config)
+        dtype = dtype_from_name("Linear", c.pop("dtype", "float32"))
+        return cls(c.pop("in_features"), c.pop("out_features"), bias=c.pop("bias", True),
+                   switch_density=c.pop("switch_density", DEFAULT_SWITCH_DENSITY), dtype=dtype,
+                   **reject_unknown("Linear", c))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] != self.in_features:

@@ -17,7 +17,8 @@ from torch import nn
 from ..core.errors import ParameterError, ShapeError
 from ..core.loop import check_dtype
 from .kernels import get_kernels
-from .linear import DEFAULT_SWITCH_DENSITY, check_finite, check_switch_density, density
+from .linear import (DEFAULT_SWITCH_DENSITY, check_finite, check_switch_density, density, dtype_from_name,
+                     dtype_name, reject_unknown)
 
 
 class _SparseLinear(torch.autograd.Function):
@@ -27,7 +28,7 @@ class _SparseLinear(torch.autograd.Function):
             y = layer.kernels.csr_matmul(x2d, layer.indptr, layer.indices, values, layer.n_out)
         else:  # every synapse: CSR of the transpose [n_out, n_in] times x^T
             wt = torch.sparse_csr_tensor(layer.t_indptr, layer.t_indices, values[layer.t_perm],
-                                         (layer.n_out, layer.n_in))
+                                         (layer.n_out, layer.n_in), check_invariants=False)
             y = torch.sparse.mm(wt, x2d.t().contiguous()).t().contiguous()
         if bias is not None:
             y += bias
@@ -130,6 +131,36 @@ class SparseLinear(nn.Module):
         pre = np.repeat(np.arange(n_in), np.diff(indptr))
         w = weight(pre) if callable(weight) else np.full(len(indices), float(weight))
         return cls(indptr, indices, torch.as_tensor(np.asarray(w, dtype=np.float32)), n_out, **kw)
+
+    # -- saving (the neuro.io protocol) ----------------------------------------------------------
+    def get_config(self) -> dict:
+        """Sizes only; ``indptr``/``indices`` (and the derived transpose) are buffers in the state_dict."""
+        return {"n_in": self.n_in, "n_out": self.n_out, "nnz": self.nnz, "has_bias": self.bias is not None,
+                "switch_density": self.switch_density, "dtype": dtype_name(self.values.dtype)}
+
+    @classmethod
+    def from_config(cls, config: dict) -> "SparseLinear":
+        """A layer of the right shapes (all synapses on the last input, zero weights) to load into."""
+        c = dict(config)
+        n_in, n_out, nnz = c.pop("n_in"), c.pop("n_out"), c.pop("nnz")
+        for name, v, lo in (("n_in", n_in, 1), ("n_out", n_out, 1), ("nnz", nnz, 0)):
+            if not isinstance(v, int) or isinstance(v, bool) or v < lo:
+                raise ParameterError("SparseLinear", name, v, f"an integer >= {lo}")
+        dtype = dtype_from_name("SparseLinear", c.pop("dtype", "float32"))
+        has_bias = c.pop("has_bias", False)
+        switch_density = c.pop("switch_density", DEFAULT_SWITCH_DENSITY)
+        reject_unknown("SparseLinear", c)
+        indptr = torch.zeros(n_in + 1, dtype=torch.int64)
+        indptr[-1] = nnz
+        return cls(indptr, torch.zeros(nnz, dtype=torch.int64), torch.zeros(nnz, dtype=dtype), n_out,
+                   bias=torch.zeros(n_out, dtype=dtype) if has_bias else None, switch_density=switch_density)
+
+    def check_loaded(self) -> None:
+        """After a state_dict load: the CSR structure is valid and the stored transpose matches it."""
+        ref = type(self)(self.indptr, self.indices, self.values.detach(), self.n_out)  # validates
+        for name in ("t_perm", "t_indptr", "t_indices"):
+            if not torch.equal(getattr(ref, name), getattr(self, name)):
+                raise ShapeError("SparseLinear", f"buffer {name} does not match indptr/indices")
 
     def to_dense(self) -> torch.Tensor:
         """Dense weight [n_out, n_in]."""

@@ -85,8 +85,10 @@ def test_recurrent_network_rejects_bad_input():
         RecurrentNetwork(SparseLinear.random(10, 8, 0.5), LIFParams())
     with pytest.raises(ShapeError, match="v0"):
         RecurrentNetwork(syn, LIFParams(), v0=np.zeros(9))
-    with pytest.raises(ShapeError, match="drive"):
+    with pytest.raises(ShapeError, match="ConstantDrive"):
         RecurrentNetwork(syn, LIFParams(), ConstantDrive(np.zeros(9)))
+    with pytest.raises(ShapeError, match="GivenDrive"):
+        RecurrentNetwork(syn, LIFParams(), GivenDrive(np.zeros(10)))
     with pytest.raises(ParameterError, match="synapses"):
         RecurrentNetwork(torch.nn.Linear(3, 3), LIFParams())
     net = RecurrentNetwork(syn, LIFParams(), GivenDrive(np.zeros((5, 10))))
@@ -100,3 +102,29 @@ def test_recurrent_network_rejects_bad_input():
         PoissonDrive(rate_hz=-1.0)
     with pytest.raises(ParameterError, match="rate_hz"):
         PoissonDrive(rate_hz=5000.0).cdf(1.0)
+
+
+@pytest.mark.parametrize("drive", ["poisson", "constant", "given", None])
+def test_recurrent_network_model_folder_round_trip(tmp_path, drive):
+    from neuro.io import load_model, save_model
+
+    rng = np.random.default_rng(1)
+    d = {"poisson": "poisson", "constant": ConstantDrive(0.05 * rng.random(300)),
+         "given": GivenDrive(0.1 * rng.random((50, 300))), None: None}[drive]
+    net = small_net(d)
+    save_model(net, tmp_path / "net")
+    back = load_model(tmp_path / "net")
+    assert isinstance(back, RecurrentNetwork) and back.params == net.params
+    a, b = net.run(50, engine="torch"), back.run(50, engine="torch")
+    assert torch.equal(a.spikes.indices, b.spikes.indices) and torch.equal(a.v, b.v)
+
+
+def test_recurrent_network_rejects_unknown_drive_kind():
+    from neuro.models.recurrent import RecurrentNetwork as R
+
+    cfg = small_net().get_config()
+    cfg["drive"] = {"kind": "noise"}
+    with pytest.raises(ParameterError, match="drive.kind"):
+        R.from_config(cfg)
+    with pytest.raises(ParameterError, match="drive"):
+        R(SparseLinear.random(10, 10, 0.5), LIFParams(), drive="poisson")

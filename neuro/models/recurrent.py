@@ -30,6 +30,7 @@ from ..core.events import EventTensor
 from ..core.params import Params, integer, non_negative, param, positive, record
 from ..core.random import binomial, binomial_cdf
 from ..core.surrogate import ATan
+from ..io import savable
 from ..neurons.lif import LIFParams, LIFState, lif_step
 from ..synapses.sparse import SparseLinear
 
@@ -87,6 +88,7 @@ class RunResult:
         return self.counts / (self.spikes.steps * dt_ms * 1e-3)
 
 
+@savable("RecurrentNetwork")
 class RecurrentNetwork(nn.Module):
     """A LIF population with recurrent CSR synapses and an external drive.
 
@@ -114,10 +116,16 @@ class RecurrentNetwork(nn.Module):
         if v0.shape != (self.n,):
             raise ShapeError("RecurrentNetwork", f"v0 has shape {tuple(v0.shape)}, population has {self.n} neurons")
         self.register_buffer("v0", v0.clone())
+        if drive is not None and not isinstance(drive, (PoissonDrive, ConstantDrive, GivenDrive)):
+            raise ParameterError("RecurrentNetwork", "drive", type(drive).__name__,
+                                 "None, a PoissonDrive, a ConstantDrive or a GivenDrive")
         if isinstance(drive, (ConstantDrive, GivenDrive)):
-            vals = np.asarray(drive.values)
-            if vals.shape[-1] != self.n:
-                raise ShapeError("RecurrentNetwork", f"drive has {vals.shape[-1]} columns, population has {self.n} neurons")
+            vals = torch.as_tensor(np.asarray(drive.values), dtype=dtype)
+            want = 1 if isinstance(drive, ConstantDrive) else 2
+            if vals.dim() != want or vals.shape[-1] != self.n:
+                raise ShapeError("RecurrentNetwork", f"{type(drive).__name__} values have shape {tuple(vals.shape)}, "
+                                 f"expected {'[N]' if want == 1 else '[T, N]'} with N = {self.n} neurons")
+            self.register_buffer("drive_values", vals.clone())  # saved with the model
 
     def _drive_fn(self, steps: int) -> Callable[[int], torch.Tensor]:
         dtype, n, d = self.v0.dtype, self.n, self.drive
@@ -128,12 +136,49 @@ class RecurrentNetwork(nn.Module):
             cdf = d.cdf(self.params.dt_ms)
             return lambda t: torch.from_numpy(d.values(t, n, self.params.dt_ms, cdf)).to(dtype)
         if isinstance(d, ConstantDrive):
-            c = torch.as_tensor(np.asarray(d.values), dtype=dtype)
+            c = self.drive_values
             return lambda t: c
-        vals = torch.as_tensor(np.asarray(d.values), dtype=dtype)
+        vals = self.drive_values
         if vals.shape[0] < steps:
             raise ShapeError("RecurrentNetwork", f"GivenDrive has {vals.shape[0]} steps, run asks for {steps}")
         return lambda t: vals[t]
+
+    # -- model folders (neuro.io) ---------------------------------------------------------------
+    def get_config(self) -> dict:
+        d = self.drive
+        if d is None:
+            drive = None
+        elif isinstance(d, PoissonDrive):
+            drive = {"kind": "poisson", **d.to_dict()}
+        else:
+            drive = {"kind": "constant" if isinstance(d, ConstantDrive) else "given",
+                     "shape": list(self.drive_values.shape)}
+        return {"synapses": self.synapses.get_config(), "params": self.params.to_dict(), "drive": drive}
+
+    @classmethod
+    def from_config(cls, config: dict) -> "RecurrentNetwork":
+        from ..synapses.linear import reject_unknown
+
+        c = dict(config)
+        syn = SparseLinear.from_config(c.pop("synapses"))
+        params = LIFParams.from_dict(c.pop("params"))
+        d = c.pop("drive", None)
+        reject_unknown("RecurrentNetwork", c)
+        if d is not None:
+            d = dict(d)
+            kind = d.pop("kind", None)
+            if kind == "poisson":
+                d = PoissonDrive.from_dict(d)
+            elif kind in ("constant", "given"):
+                d = (ConstantDrive if kind == "constant" else GivenDrive)(np.zeros(d["shape"]))
+            else:
+                raise ParameterError("RecurrentNetwork", "drive.kind", kind, "'poisson', 'constant' or 'given'")
+        return cls(syn, params, d)
+
+    def check_loaded(self) -> None:
+        self.synapses.check_loaded()
+        if isinstance(self.drive, (ConstantDrive, GivenDrive)):  # keep the record in step with the loaded buffer
+            self.drive = type(self.drive)(self.drive_values.numpy())
 
     @torch.no_grad()
     def run(self, steps: int, engine: str = "auto", record_v: bool = False, progress: bool = False) -> RunResult:

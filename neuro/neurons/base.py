@@ -75,7 +75,8 @@ class NeuronModule(StatefulModule):
 
         for key in config:
             if key not in ("params", "surrogate", "step_mode"):
-                raise ParameterError(cls.__name__, key, config[key], "a known config key (params, surrogate, step_mode)")
+                raise ParameterError(cls.__name__, key, config[key],
+                                     "a known config key (params, surrogate, step_mode)")
         params = config.get("params", {})
         if not isinstance(params, dict):
             raise ParameterError(cls.__name__, "params", params, "an object of record fields")

@@ -170,3 +170,19 @@ def test_conv_rejects_bad_args_and_shapes():
         Conv2d(3, 2, 3)(torch.zeros(1, 2, 5, 5))
     with pytest.raises(StepModeError):
         Conv2d(3, 2, 3, step_mode="m")(torch.zeros(1, 3, 5, 5))
+
+
+def test_cached_transpose_follows_weight_updates():
+    layer = Linear(30, 8, switch_density=1.0, dtype=torch.float64)
+    x = spikes((5, 30), 0.2)
+    y0 = layer(x)
+    with torch.no_grad():
+        layer.weight.mul_(2.0)  # in-place update, as an optimizer step does
+    torch.testing.assert_close(layer(x), F.linear(x, layer.weight, layer.bias))
+    opt = torch.optim.SGD(layer.parameters(), lr=0.1)
+    layer(x).sum().backward()
+    opt.step()
+    torch.testing.assert_close(layer(x), F.linear(x, layer.weight, layer.bias))
+    layer.load_state_dict({"weight": torch.zeros(8, 30, dtype=torch.float64), "bias": layer.bias.detach()})
+    torch.testing.assert_close(layer(x), F.linear(x, layer.weight, layer.bias))
+    assert not torch.equal(y0, layer(x))

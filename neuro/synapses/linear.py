@@ -67,8 +67,8 @@ def density(x: torch.Tensor) -> float:
 
 class _EventLinear(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x2d, weight, bias, kernels):
-        y = kernels.rows_matmul(x2d, weight.t().contiguous())  # [R, N]
+    def forward(ctx, x2d, weight, bias, kernels, wt):
+        y = kernels.rows_matmul(x2d, wt)  # [R, N]; wt = weight^T [K, N], contiguous
         if bias is not None:
             y += bias
         ctx.save_for_backward(x2d, weight)
@@ -82,12 +82,16 @@ class _EventLinear(torch.autograd.Function):
         gx = gy @ weight if ctx.needs_input_grad[0] else None                   # [R, K]
         gw = ctx.kernels.outer_accumulate(x2d, gy).t() if ctx.needs_input_grad[1] else None  # [N, K]
         gb = gy.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
-        return gx, gw, gb, None
+        return gx, gw, gb, None, None
 
 
-def event_linear(x2d: torch.Tensor, weight: torch.Tensor, bias, kernels) -> torch.Tensor:
-    """Event-driven :math:`x W^T + b`. Shape: x2d [R, K], weight [N, K] -> [R, N]."""
-    return _EventLinear.apply(x2d.contiguous(), weight, bias, kernels)
+def event_linear(x2d: torch.Tensor, weight: torch.Tensor, bias, kernels, wt=None) -> torch.Tensor:
+    """Event-driven :math:`x W^T + b`. Shape: x2d [R, K], weight [N, K] -> [R, N].
+
+    ``wt``: a contiguous copy of ``weight.t()`` if the caller keeps one (it must hold the same values)."""
+    if wt is None:
+        wt = weight.detach().t().contiguous()
+    return _EventLinear.apply(x2d.contiguous(), weight, bias, kernels, wt)
 
 
 class Linear(nn.Module):
@@ -163,8 +167,17 @@ class Linear(nn.Module):
         if x.device.type != "cpu" or density(x) >= self.switch_density:
             return F.linear(x, self.weight, self.bias)
         lead = x.shape[:-1]
-        y = event_linear(x.reshape(-1, self.in_features), self.weight, self.bias, self.kernels)
+        y = event_linear(x.reshape(-1, self.in_features), self.weight, self.bias, self.kernels, self._weight_t())
         return y.view(*lead, self.out_features)
+
+    def _weight_t(self) -> torch.Tensor:
+        """weight^T [in, out], contiguous, cached until the weight changes (its version counter moves)."""
+        w = self.weight
+        key = (w.data_ptr(), w._version, w.dtype)
+        if getattr(self, "_wt_key", None) != key:
+            self._wt = w.detach().t().contiguous()
+            self._wt_key = key
+        return self._wt
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, "

@@ -17,6 +17,7 @@ COMMANDS = {
     "demo": "neuro.commands.demo",
     "simulate": "neuro.commands.simulate",
     "bench": "neuro.bench.cli",
+    "energy": "neuro.commands.energy",
 }
 
 

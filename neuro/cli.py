@@ -17,6 +17,7 @@ COMMANDS = {
     "demo": "neuro.commands.demo",
     "simulate": "neuro.commands.simulate",
     "bench": "neuro.bench.cli",
+    "train": "neuro.commands.train",
     "energy": "neuro.commands.energy",
 }
 

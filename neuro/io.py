@@ -82,6 +82,7 @@ _BUILTIN = {
     "Linear": "neuro.synapses.linear:Linear",
     "SparseLinear": "neuro.synapses.sparse:SparseLinear",
     "Conv2d": "neuro.synapses.conv:Conv2d",
+    "DelayLinear": "neuro.synapses.delay:DelayLinear",
     "SpikingSequential": "neuro.models.sequential:SpikingSequential",
     "Flatten": "neuro.models.sequential:Flatten",
 }

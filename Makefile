@@ -13,7 +13,7 @@ $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
 
-$(STAMP): $(BIN)/python pyproject.toml constraints.txt setup.py neuro/_native/kernels.c
+$(STAMP): $(BIN)/python pyproject.toml constraints.txt setup.py $(wildcard neuro/_native/*.c neuro/_native/*.h)
 	$(BIN)/python -m pip install -q -c constraints.txt torch==2.13.0
 	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev]"
 	touch $(STAMP)

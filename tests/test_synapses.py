@@ -21,8 +21,8 @@ def spikes(shape, density, dtype=torch.float64, signed=False):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_linear_event_path_equals_dense_forward_and_backward(kernels, density, dtype):
     x = spikes((6, 40, 120), density, dtype, signed=True)
-    ev = Linear(120, 30, switch_density=1.0, kernels=kernels, dtype=dtype)
-    dn = Linear(120, 30, switch_density=0.0, dtype=dtype)
+    ev = Linear(120, 70, switch_density=1.0, kernels=kernels, dtype=dtype)
+    dn = Linear(120, 70, switch_density=0.0, dtype=dtype)
     dn.load_state_dict(ev.state_dict())
     xe, xd = x.clone().requires_grad_(), x.clone().requires_grad_()
     ye, yd = ev(xe), dn(xd)
@@ -41,16 +41,20 @@ def test_linear_switches_on_density():
 
     class Spy:
         @staticmethod
-        def rows_matmul(x, wt):
+        def rows_matmul(x, wt, bias=None):
             calls.append(x.shape)
-            return x @ wt
+            return x @ wt + bias
 
-    layer = Linear(50, 5, switch_density=0.2)
+    layer = Linear(50, 80, switch_density=0.2)
     layer.kernels = Spy
     layer(spikes((10, 50), 0.05, torch.float32))
     assert len(calls) == 1
     layer(torch.ones(10, 50))
     assert len(calls) == 1  # dense input: the matmul path
+    narrow = Linear(50, 10, switch_density=1.0)  # fewer outputs than EVENT_MIN_OUT_FEATURES: always dense
+    narrow.kernels = Spy
+    narrow(spikes((10, 50), 0.05, torch.float32))
+    assert len(calls) == 1
 
 
 @pytest.mark.parametrize("kernels", KERNELS)
@@ -173,7 +177,7 @@ def test_conv_rejects_bad_args_and_shapes():
 
 
 def test_cached_transpose_follows_weight_updates():
-    layer = Linear(30, 8, switch_density=1.0, dtype=torch.float64)
+    layer = Linear(30, 80, switch_density=1.0, dtype=torch.float64)
     x = spikes((5, 30), 0.2)
     y0 = layer(x)
     with torch.no_grad():
@@ -183,6 +187,6 @@ def test_cached_transpose_follows_weight_updates():
     layer(x).sum().backward()
     opt.step()
     torch.testing.assert_close(layer(x), F.linear(x, layer.weight, layer.bias))
-    layer.load_state_dict({"weight": torch.zeros(8, 30, dtype=torch.float64), "bias": layer.bias.detach()})
+    layer.load_state_dict({"weight": torch.zeros(80, 30, dtype=torch.float64), "bias": layer.bias.detach()})
     torch.testing.assert_close(layer(x), F.linear(x, layer.weight, layer.bias))
     assert not torch.equal(y0, layer(x))

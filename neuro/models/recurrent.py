@@ -139,8 +139,6 @@ class RecurrentNetwork(nn.Module):
             c = self.drive_values
             return lambda t: c
         vals = self.drive_values
-        if vals.shape[0] < steps:
-            raise ShapeError("RecurrentNetwork", f"GivenDrive has {vals.shape[0]} steps, run asks for {steps}")
         return lambda t: vals[t]
 
     # -- model folders (neuro.io) ---------------------------------------------------------------
@@ -189,6 +187,8 @@ class RecurrentNetwork(nn.Module):
             engine = "native" if "native" in ENGINES and self.v0.dtype == torch.float64 else "torch"
         if engine not in ENGINES:
             raise ParameterError("RecurrentNetwork.run", "engine", engine, "one of " + ", ".join(["auto", *ENGINES]))
+        if isinstance(self.drive, GivenDrive) and self.drive_values.shape[0] < steps:
+            raise ShapeError("RecurrentNetwork", f"GivenDrive has {self.drive_values.shape[0]} steps, run asks for {steps}")
         res = ENGINES[engine](self, steps, record_v, progress)
         res.engine = engine
         return res
@@ -244,3 +244,16 @@ def w2_network(n: int = W2["n"], p: float = W2["p"], seed: int = W2["seed"],
         drive = PoissonDrive(W2["n_sources"], W2["rate_hz"], W2["w_ext"], seed)
     v0 = np.random.default_rng(seed + 1).random(n)
     return RecurrentNetwork(syn, params, drive, v0)
+
+
+def _register_native() -> None:
+    """Add the compiled whole-run engine when the extension was built (see :mod:`neuro._native`)."""
+    try:
+        from .. import _native
+    except ImportError:  # pragma: no cover - depends on the build
+        return
+    if _native.available:
+        register_engine("native", _native.recurrent_engine)
+
+
+_register_native()

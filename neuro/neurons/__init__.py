@@ -10,3 +10,9 @@ __all__ = [
     "cuba_lif_step", "IF", "IFParams", "IFState", "if_step", "LIF", "LIFParams", "LIFState",
     "lif_charge", "lif_step", "STBIF", "STBIFParams", "STBIFState", "stbif_step",
 ]
+
+# The compiled backend registers its fused multi-step LIF when imported; the package runs without it.
+try:  # pragma: no cover - depends on the build
+    from .. import _native  # noqa: F401,E402
+except ImportError:
+    pass

@@ -7,7 +7,7 @@ pure PyTorch and always present; ``'native'`` (a C extension compiled at install
 
 Conventions (R rows of a batch, K inputs, N outputs):
 
-* ``rows_matmul(x [R, K], wt [K, N]) -> [R, N]``: ``y[r] = sum over k with x[r, k] != 0 of x[r, k] * wt[k]``;
+* ``rows_matmul(x [R, K], wt [K, N], bias [N] | None) -> [R, N]``: ``y[r] = bias + sum over k with x[r, k] != 0 of x[r, k] * wt[k]``;
 * ``outer_accumulate(x [R, K], gy [R, N]) -> [K, N]``: ``g[k] = sum over r with x[r, k] != 0 of x[r, k] * gy[r]``;
 * ``csr_matmul(x [R, K], indptr [K+1], indices [nnz], values [nnz], n_out) -> [R, N]``: CSR rows by input;
 * ``csr_value_grad(x [R, K], gy [R, N], indptr, indices) -> [nnz]``: ``g[e] = sum_r x[r, pre(e)] gy[r, post(e)]``;
@@ -60,8 +60,9 @@ class TorchKernels:
     name = "torch"
 
     @staticmethod
-    def rows_matmul(x, wt):
-        return torch.sparse.mm(x.to_sparse_csr(), wt)
+    def rows_matmul(x, wt, bias=None):
+        y = torch.sparse.mm(x.to_sparse_csr(), wt)
+        return y if bias is None else y.add_(bias)
 
     @staticmethod
     def outer_accumulate(x, gy):

@@ -20,9 +20,13 @@ from ..core.errors import ParameterError, ShapeError
 from ..core.loop import check_dtype
 from .kernels import get_kernels
 
-# Measured: crossover of the event and dense paths at the W1 layer-1 shape on a 2-core x86-64 CPU
-# (`neuro bench switch`); see neuro/synapses/switch.py.
-DEFAULT_SWITCH_DENSITY = 0.25
+# Measured with the native kernels on a 2-core x86-64 CPU (`neuro bench switch`, neuro/synapses/switch.py):
+# forward and weight-gradient crossovers lie at 0.18-0.28 for layers 784-2048 wide (W1 layer 1: 0.27
+# forward, 0.18 weight gradient), so 0.2.
+DEFAULT_SWITCH_DENSITY = 0.2
+# Below this many outputs the dense product wins at every density (W1 layer 2, 1000 -> 10: 4.5 ms event
+# vs 2.3 ms dense), since a gathered row is too short to amortise the gather.
+EVENT_MIN_OUT_FEATURES = 64
 
 
 def check_switch_density(owner: str, value: float) -> float:
@@ -59,18 +63,19 @@ def reject_unknown(owner: str, rest: dict) -> dict:
     return {}
 
 
-def density(x: torch.Tensor) -> float:
-    """Fraction of nonzero entries."""
+def density(x: torch.Tensor, kernels=None) -> float:
+    """Fraction of nonzero entries (counted by the kernel set when it has a faster count)."""
     n = x.numel()
-    return float(torch.count_nonzero(x)) / n if n else 0.0
+    if not n:
+        return 0.0
+    count = getattr(kernels, "count_nonzero", None)
+    return (count(x) if count is not None else float(torch.count_nonzero(x))) / n
 
 
 class _EventLinear(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x2d, weight, bias, kernels, wt):
-        y = kernels.rows_matmul(x2d, wt)  # [R, N]; wt = weight^T [K, N], contiguous
-        if bias is not None:
-            y += bias
+        y = kernels.rows_matmul(x2d, wt, bias)  # [R, N]; wt = weight^T [K, N]
         ctx.save_for_backward(x2d, weight)
         ctx.kernels, ctx.has_bias = kernels, bias is not None
         return y
@@ -164,7 +169,8 @@ class Linear(nn.Module):
         if x.shape[-1] != self.in_features:
             raise ShapeError("Linear", f"input has {x.shape[-1]} features, layer expects {self.in_features}")
         check_dtype("Linear", x)
-        if x.device.type != "cpu" or density(x) >= self.switch_density:
+        if (x.device.type != "cpu" or self.out_features < EVENT_MIN_OUT_FEATURES
+                or density(x, self.kernels) >= self.switch_density):
             return F.linear(x, self.weight, self.bias)
         lead = x.shape[:-1]
         y = event_linear(x.reshape(-1, self.in_features), self.weight, self.bias, self.kernels, self._weight_t())

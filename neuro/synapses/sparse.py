@@ -24,7 +24,7 @@ from .linear import (DEFAULT_SWITCH_DENSITY, check_finite, check_switch_density,
 class _SparseLinear(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x2d, values, bias, layer):
-        if density(x2d) < layer.switch_density:
+        if density(x2d, layer.kernels) < layer.switch_density:
             y = layer.kernels.csr_matmul(x2d, layer.indptr, layer.indices, values, layer.n_out)
         else:  # every synapse: CSR of the transpose [n_out, n_in] times x^T
             wt = torch.sparse_csr_tensor(layer.t_indptr, layer.t_indices, values[layer.t_perm],

@@ -52,7 +52,7 @@ def summarize(net, res, wall_s: float) -> dict:
 def plot_raster(net, res, path: Path) -> None:
     from ..viz import raster, save_figure
 
-    fig = raster(res.spikes, dt_ms=net.params.dt_ms, max_neurons=min(net.n, 1000),
+    fig = raster(res.spikes, dt_ms=net.params.dt_ms, max_neurons=min(net.n, 150),
                  title=f"{net.n} LIF neurons, {res.spikes.steps} steps ({res.engine} engine)")
     save_figure(fig, path)
 

@@ -245,3 +245,16 @@ class Report:
     data: dict
     text: str
     ok: bool = True
+
+
+def peer_fields(result_peers: Mapping[str, dict], checks: dict, ok: bool, threads: int) -> dict:
+    """The fields every workload's JSON shares: peers with their status lists, checks, versions, machine."""
+    return {
+        "peers": dict(result_peers),
+        "skipped": sorted(k for k, v in result_peers.items() if v["status"] == "skipped"),
+        "failed": sorted(k for k, v in result_peers.items() if v["status"] == "failed"),
+        "checks": checks,
+        "ok": ok,
+        "versions": versions(),
+        "machine": machine(threads),
+    }

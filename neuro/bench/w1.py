@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from .common import (Options, Report, best_peer, fmt_ratio, fmt_s, interleaved, machine, progress_bar,
+from .common import (Options, Report, best_peer, fmt_ratio, fmt_s, interleaved, machine, peer_fields, progress_bar,
                      quiet_known_warnings, ratio, select_peers, set_threads, table, unavailable_reason,
                      versions)
 from .peers import W1_PEERS, W1Run
@@ -184,16 +184,10 @@ def run(opts: Options) -> Report:
         "neuro": {"forward": t_fwd["neuro"].to_dict(), "fwdbwd": t_bwd["neuro"].to_dict(),
                   "out_spikes": n_out, "hidden_spikes": n_hid, "kernels": get_kernels(None).name,
                   "surrogate": "sigmoid(alpha=4)"},
-        "peers": result_peers,
-        "skipped": sorted(k for k, v in result_peers.items() if v["status"] == "skipped"),
-        "failed": sorted(k for k, v in result_peers.items() if v["status"] == "failed"),
         "best_peer": {"forward": best_f, "fwdbwd": best_b},
         "ratio_vs_best_peer": {"forward": ratio(best_f_s, neuro_fwd), "fwdbwd": ratio(best_b_s, neuro_bwd)},
-        "checks": {"spikes_identical": ok, "out_spikes": n_out, "hidden_spikes": n_hid,
-                   "mismatched": mismatches},
-        "ok": ok,
-        "versions": versions(),
-        "machine": machine(opts.threads),
+        **peer_fields(result_peers, {"spikes_identical": ok, "out_spikes": n_out, "hidden_spikes": n_hid,
+                   "mismatched": mismatches}, ok, opts.threads),
     }
     return Report(data_out, _text(data_out), ok)
 

@@ -23,9 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .common import (Options, Report, best_peer, fmt_ratio, fmt_s, machine, progress_bar,
-                     quiet_known_warnings, ratio, repeat, select_peers, set_threads, table, time_call,
-                     unavailable_reason, versions)
+from .common import (best_peer, fmt_ratio, fmt_s, Options, peer_fields, progress_bar, quiet_known_warnings,
+                     ratio, repeat, Report, select_peers, set_threads, table, time_call, unavailable_reason)
 from .peers import W2_PEERS, W2Problem
 
 
@@ -161,17 +160,11 @@ def run(opts: Options) -> Report:
         "neuro": {"timing": timing.to_dict(), "build_s": build_s,
                   "mean_rate_hz": spikes / prob.n / (steps * prob.dt_ms * 1e-3),
                   "mean_frac_active_per_step": spikes / (prob.n * steps)},
-        "peers": result_peers,
-        "skipped": sorted(k for k, v in result_peers.items() if v["status"] == "skipped"),
-        "failed": sorted(k for k, v in result_peers.items() if v["status"] == "failed"),
         "best_peer": best,
         "ratio_vs_best_peer": ratio(best_s, neuro_s),
-        "checks": {"engine_vs_torch_float64": check, "deterministic_across_reps": deterministic},
         "note": "peers draw their own Poisson drive (Brian2: PoissonInput): spike counts agree in statistics "
                 "only; the comparison is speed",
-        "ok": ok,
-        "versions": versions(),
-        "machine": machine(opts.threads),
+        **peer_fields(result_peers, {"engine_vs_torch_float64": check, "deterministic_across_reps": deterministic}, ok, opts.threads),
     }
     return Report(data, _text(data), ok)
 

@@ -21,8 +21,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .common import (Options, Report, best_peer, fmt_ratio, fmt_s, machine, progress_bar, quiet_known_warnings,
-                     ratio, repeat, select_peers, set_threads, table, unavailable_reason, versions)
+from .common import (best_peer, fmt_ratio, fmt_s, Options, peer_fields, progress_bar, quiet_known_warnings,
+                     ratio, repeat, Report, select_peers, set_threads, table, unavailable_reason)
 from .peers import W3_PEERS
 
 
@@ -140,15 +140,9 @@ def run(opts: Options) -> Report:
                   for name, v in neuro.items()},
         "cases": cases,
         "identical_to_brian2": identical,
-        "peers": result_peers,
-        "skipped": sorted(k for k, v in result_peers.items() if v["status"] == "skipped"),
-        "failed": sorted(k for k, v in result_peers.items() if v["status"] == "failed"),
         "best_peer": best,
         "ratio_vs_best_peer": ratio(best_s, neuro_s),
-        "checks": {"exact_float64_identical_to_brian2": identical},
-        "ok": ok,
-        "versions": versions(),
-        "machine": machine(opts.threads),
+        **peer_fields(result_peers, {"exact_float64_identical_to_brian2": identical}, ok, opts.threads),
     }
     return Report(data, _text(data), ok)
 

@@ -3,7 +3,7 @@
 Exports are loaded on first use, so that torch-free parts of the package (the IR, the typed errors,
 parameter records) can import ``neuro.core.errors`` without importing torch.
 """
-import importlib
+from .lazy import lazy_exports
 
 _EXPORTS = {
     "DTypeError": "errors", "FormatError": "errors", "HardwareLimitError": "errors", "NeuroError": "errors",
@@ -17,16 +17,4 @@ _EXPORTS = {
     "heaviside": "surrogate", "spike": "surrogate",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'neuro.core' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return __all__
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -7,7 +7,7 @@ its source) into an :class:`EnergyReport` (tables, JSON, plots). :func:`ann_twin
 ANN of a spiking network, counted by the same counter for a like-for-like ANN/SNN ratio. New module
 types plug in with :func:`register_rule`. Definitions: REFERENCE §4 (NeuroBench SynapticOperations).
 """
-import importlib
+from ..core.lazy import lazy_exports
 
 _EXPORTS = {
     "OpCounter": "counter", "Counts": "counter", "LayerCounts": "counter", "count_run": "counter",
@@ -20,16 +20,4 @@ _EXPORTS = {
     "energy_figure": "plots",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'neuro.energy' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return __all__
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -27,7 +27,7 @@ from torch import nn
 
 from ..core.errors import ParameterError, ShapeError
 from ..core.events import EventTensor
-from ..core.params import Params, integer, non_negative, param, positive, record
+from ..core.params import Params, integer, non_negative, param, record
 from ..core.random import binomial, binomial_cdf
 from ..core.surrogate import ATan
 from ..io import savable

@@ -98,6 +98,18 @@ def unavailable_reason(peer: Peer) -> Optional[str]:
     return None
 
 
+def split_available(peers) -> tuple[dict, list]:
+    """(results with a 'skipped' entry for each peer that cannot import, the peers that can run)."""
+    skipped, runnable = {}, []
+    for peer in peers:
+        why = unavailable_reason(peer)
+        if why:
+            skipped[peer.name] = {"status": "skipped", "reason": why}
+        else:
+            runnable.append(peer)
+    return skipped, runnable
+
+
 def set_threads(n: int) -> None:
     import torch
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from .common import (Options, Report, best_peer, fmt_ratio, fmt_s, interleaved, machine, peer_fields, progress_bar,
-                     quiet_known_warnings, ratio, select_peers, set_threads, table, unavailable_reason,
+                     quiet_known_warnings, ratio, select_peers, split_available, set_threads, table,
                      versions)
 from .peers import W1_PEERS, W1Run
 
@@ -121,13 +121,9 @@ def run(opts: Options) -> Report:
     x = data[0]
 
     peers = select_peers("w1", W1_PEERS, opts.peers)
-    result_peers: dict = {}
+    result_peers, runnable = split_available(peers)
     impls: dict[str, W1Run] = {"neuro": build_neuro(*data, decay=cfg.decay)}
-    for peer in peers:
-        why = unavailable_reason(peer)
-        if why:
-            result_peers[peer.name] = {"status": "skipped", "reason": why}
-            continue
+    for peer in runnable:
         try:
             impls[peer.name] = peer.build(*data)
         except Exception as e:  # noqa: BLE001 - reported, the others still run

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .common import (best_peer, fmt_ratio, fmt_s, Options, peer_fields, progress_bar, quiet_known_warnings,
-                     ratio, repeat, Report, select_peers, set_threads, table, time_call, unavailable_reason)
+                     ratio, repeat, Report, select_peers, split_available, set_threads, table, time_call)
 from .peers import W2_PEERS, W2Problem
 
 
@@ -98,14 +98,7 @@ def run(opts: Options) -> Report:
     outdeg = net.synapses.indptr.diff().numpy()
     prob = problem_from(net, steps, opts.threads)
 
-    result_peers: dict = {}
-    runnable = []
-    for peer in peers:
-        why = unavailable_reason(peer)
-        if why:
-            result_peers[peer.name] = {"status": "skipped", "reason": why}
-        else:
-            runnable.append(peer)
+    result_peers, runnable = split_available(peers)
 
     def peer_reps(name):
         r, w = SLOW_PEER_REPS.get(name, (reps, warmup))

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from .common import (best_peer, fmt_ratio, fmt_s, Options, peer_fields, progress_bar, quiet_known_warnings,
-                     ratio, repeat, Report, select_peers, set_threads, table, unavailable_reason)
+                     ratio, repeat, Report, select_peers, split_available, set_threads, table)
 from .peers import W3_PEERS
 
 
@@ -83,14 +83,7 @@ def run(opts: Options) -> Report:
     warmup = opts.warmup_or(QUICK_WARMUP if opts.quick else DEFAULT_WARMUP)
     peers = select_peers("w3", W3_PEERS, opts.peers)
 
-    result_peers: dict = {}
-    runnable = []
-    for peer in peers:
-        why = unavailable_reason(peer)
-        if why:
-            result_peers[peer.name] = {"status": "skipped", "reason": why}
-        else:
-            runnable.append(peer)
+    result_peers, runnable = split_available(peers)
 
     neuro: dict = {}
     ref = None

@@ -157,3 +157,16 @@ def test_run_brian2_rejects_bad_requests():
         run_brian2(g, 5, input_spikes=np.zeros((5, 2)), target="cpp_standalone")
     with pytest.raises(ParameterError, match="steps"):
         run_brian2(g, 0, input_spikes=np.zeros((5, 2)))
+
+
+def test_populations_brian2_cannot_run_are_listed():
+    from neuro.core.errors import UnsupportedLayerError
+    from neuro.ir import to_ir
+    from neuro.models.sequential import SpikingSequential
+    from neuro.neurons import CubaLIF
+    from neuro.synapses import Linear
+
+    net = SpikingSequential(Linear(4, 3), CubaLIF(step_mode="m"), Linear(3, 2), CubaLIF(step_mode="m"))
+    with pytest.raises(UnsupportedLayerError, match="CubaLIFPopulation") as e:
+        run_brian2(to_ir(net, n_inputs=4), 5, input_spikes=np.zeros((5, 4)))
+    assert len(e.value.items) == 2

@@ -269,12 +269,32 @@ def test_motif_detector_learns_moving_bars_and_plots(tmp_path):
     assert png.stat().st_size > 5000
 
 
-def test_compare_small_runs_all_three_modes():
-    res = D.compare_delays(epochs=2, hidden=16, max_delay=8, steps_per_column=2, progress=False, n_max=300)
-    assert set(res["accuracy"]) == {"none", "random", "learned"}
-    p = {m: r["parameters"] for m, r in res["runs"].items()}
+@pytest.mark.parametrize("task,opts", [("digits", dict(hidden=16, max_delay=8, steps_per_column=2)),
+                                       ("motif", dict(steps=16))])
+def test_compare_small_runs_all_three_modes_at_equal_parameters(task, opts):
+    res = D.compare_delays(task, seeds=(0, 1), epochs=2, progress=False, n_max=200, **opts)
+    assert set(res["accuracy"]) == {"none", "random", "learned"} and len(res["per_seed"]["none"]) == 2
+    p = res["parameters"]
     assert abs(p["none"] - p["learned"]) / p["learned"] < 0.05 and p["none"] == p["random"]
-    assert all(0 <= a <= 1 for a in res["accuracy"].values())
+    assert all(0 <= a <= 1 for a in res["accuracy"].values()) and isinstance(res["ordered"], bool)
+
+
+def test_learned_delays_beat_random_beat_none_on_moving_bars():
+    """The claim of the DCLS paper at our scale: the mean over seeds orders none < random < learned."""
+    res = D.compare_delays("motif", seeds=(5, 6), epochs=60, progress=False, n_train=384, n_test=256)
+    a = res["accuracy"]
+    assert a["learned"] > 0.95 and a["learned"] > a["random"] + 0.05 and a["random"] > a["none"], res["per_seed"]
+
+
+def test_compare_rejects_bad_arguments():
+    with pytest.raises(ParameterError, match="task"):
+        D.compare_delays("mnist")
+    with pytest.raises(ParameterError, match="modes"):
+        D.compare_delays("motif", modes=("none", "sometimes"))
+    with pytest.raises(ParameterError, match="seeds"):
+        D.compare_delays("motif", seeds=[])
+    with pytest.raises(ParameterError, match="detectors"):
+        D.MotifDetector(detectors=0)
 
 
 @pytest.mark.parametrize("kernels", ["torch", None])

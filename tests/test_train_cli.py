@@ -37,12 +37,17 @@ def test_train_delays_motif_json_and_plot(tmp_path, capsys):
 
 
 def test_train_delays_compare_small(tmp_path, capsys):
-    rc = main(["train", "delays", "--task", "compare", "--epochs", "1", "--hidden", "8", "--max-delay", "4",
+    rc = main(["train", "delays", "--task", "compare", "--seeds", "2", "--epochs", "1", "--n-train", "64",
                "--no-progress", "--json", "--out", str(tmp_path)])
     assert rc == 0
     s = json.loads(capsys.readouterr().out)
-    assert set(s["digits"]["accuracy"]) == {"none", "random", "learned"}
-    assert isinstance(s["digits"]["ordered"], bool)
+    assert set(s["compare"]["accuracy"]) == {"none", "random", "learned"}
+    assert s["compare"]["seeds"] == [0, 1] and isinstance(s["compare"]["ordered"], bool)
+
+
+def test_train_delays_rejects_bad_counts(tmp_path):
+    assert main(["train", "delays", "--seeds", "0", "--out", str(tmp_path)]) == 2
+    assert main(["train", "delays", "--max-delay", "-1", "--out", str(tmp_path)]) == 2
 
 
 def test_train_text_output(tmp_path, capsys):

@@ -94,6 +94,23 @@ class NativeKernels:
         return _kernels.count_nonzero(code, x.numel(), x.data_ptr(), _threads()) if x.numel() else 0
 
     @staticmethod
+    def column_activity(x: torch.Tensor):
+        """Per step of x [T, R, F]: (cols int64 [T, F] nonzero counts over R, amax float64 [T] of |x|,
+        same bool [T]: every nonzero |x| equals amax), in one parallel pass; ``None`` when x does not
+        suit the compiled kernel (the caller then counts with torch)."""
+        code = _dtype_code(x)
+        if code is None or x.dim() != 3 or not x.is_contiguous():
+            return None
+        T, R, F = x.shape
+        cols = torch.empty(T, F, dtype=torch.int64)
+        amax = torch.empty(T, dtype=torch.float64)
+        same = torch.empty(T, dtype=torch.uint8)
+        if T:
+            _kernels.column_activity(code, T, R, F, x.data_ptr(), cols.data_ptr(), amax.data_ptr(), same.data_ptr(),
+                                     _threads())
+        return cols, amax, same.bool()
+
+    @staticmethod
     def rows_matmul(x: torch.Tensor, wt: torch.Tensor, bias: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Shape: x [R, K], wt [K, N] (any strides: ``weight.t()`` needs no copy), bias [N] -> [R, N]."""
         code = _dtype_code(x, wt) if bias is None else _dtype_code(x, wt, bias)
@@ -139,6 +156,24 @@ class NativeKernels:
         if R and n_out:
             _engine.csr_matmul(code, R, K, n_out, x.data_ptr(), ip.data_ptr(), ix.data_ptr(), values.data_ptr(),
                                y.data_ptr(), _threads())
+        return y
+
+    @staticmethod
+    def delay_ring_steps(x, ring, t0, indptr, indices, values):
+        """C event-driven delayed steps through the ring buffer, fused (see
+        :func:`neuro.synapses.delay.delay_event_steps`). Shape: x [C, B, K], ring [B, 2L, N] (updated
+        in place) -> y [C, B, N]; ``None`` when the arguments do not suit the compiled kernel."""
+        code = _dtype_code(x, values, ring)
+        ip, ix = _index(indptr), _index(indices)
+        if (code is None or ip is None or ix is None or x.dim() != 3 or ring.dim() != 3 or not ring.is_contiguous()
+                or ip.numel() != x.shape[2] + 1 or ring.requires_grad):
+            return None
+        (C, B, K), L, N = x.shape, ring.shape[1] // 2, ring.shape[2]
+        x, values = x.contiguous(), values.contiguous()
+        y = torch.empty(C, B, N, dtype=ring.dtype)
+        if C and B:
+            _engine.delay_ring(code, C, B, K, N, L, int(t0), x.data_ptr(), ip.data_ptr(), ix.data_ptr(),
+                               values.data_ptr(), ring.data_ptr(), y.data_ptr(), _threads())
         return y
 
     @staticmethod

@@ -5,6 +5,7 @@
  *   recurrent_run                the whole-run engine of a recurrent LIF population (benchmark W2)
  *   uniform / binomial           the counter-based RNG of neuro.core.random
  *   csr_matmul / csr_value_grad / csr_input_grad   CSR synapse kernels in TorchKernels' summation order
+ *   delay_ring                   event-driven delayed synapses through a ring buffer (DelayLinear inference)
  */
 #include <math.h>
 
@@ -568,6 +569,21 @@ static PyObject *py_csr_input_grad(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* delay_ring(dtype, C, B, K, N, L, t0, x, indptr, indices, values, ring, y, nthreads) */
+static PyObject *py_delay_ring(PyObject *self, PyObject *args) {
+    int dt, nth;
+    long long C, B, K, N, L, t0;
+    unsigned long long px, pip, pix, pval, pring, py;
+    if (!PyArg_ParseTuple(args, "iLLLLLLKKKKKKi", &dt, &C, &B, &K, &N, &L, &t0, &px, &pip, &pix, &pval, &pring, &py, &nth))
+        return NULL;
+    int nt = clamp_threads(nth, B);
+    Py_BEGIN_ALLOW_THREADS
+    if (dt == 0) delay_ring_f32((const float *)px, (const i64 *)pip, (const i64 *)pix, (const float *)pval, (float *)pring, (float *)py, C, B, K, N, L, t0, nt);
+    else delay_ring_f64((const double *)px, (const i64 *)pip, (const i64 *)pix, (const double *)pval, (double *)pring, (double *)py, C, B, K, N, L, t0, nt);
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"lif_forward", py_lif_forward, METH_VARARGS, "lif_forward(dtype, nT, M, x, v, s, h, lif, nthreads)"},
     {"lif_backward", py_lif_backward, METH_VARARGS, "lif_backward(dtype, nT, M, x, v0, gs, gv, gx, lif, nthreads)"},
@@ -580,6 +596,7 @@ static PyMethodDef methods[] = {
     {"csr_matmul", py_csr_matmul, METH_VARARGS, "csr_matmul(dtype, R, K, N, x, indptr, indices, values, y, nthreads)"},
     {"csr_value_grad", py_csr_value_grad, METH_VARARGS, "csr_value_grad(dtype, R, K, N, x, gy, indptr, indices, g, nthreads)"},
     {"csr_input_grad", py_csr_input_grad, METH_VARARGS, "csr_input_grad(dtype, R, K, N, gy, indptr, indices, values, gx, nthreads)"},
+    {"delay_ring", py_delay_ring, METH_VARARGS, "delay_ring(dtype, C, B, K, N, L, t0, x, indptr, indices, values, ring, y, nthreads)"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -252,6 +252,45 @@ static void NAME(csr_matmul)(const T *x, const i64 *indptr, const i64 *indices, 
     }
 }
 
+/* ---------------------------------------------------------------- delayed synapses (ring buffer)
+ * C steps of neuro.synapses.delay.delay_event_steps, fused: ring [B, 2L, N], step c has slot
+ * s = (t0 + c) mod L. Each nonzero x[c, b, k] adds x * values[e] to ring[b, s * N + indices[e]]
+ * (indices[e] = d * N + o: arrival d steps later at output o); then y[c, b] = ring[b, s] +
+ * ring[b, s + L] and both slots are cleared. Work per step ~ active inputs x fan-out + N, never L x N.
+ * Batch rows are independent: threads own ranges of b and run every step for them. */
+HOT static void NAME(delay_ring_rows)(const T *x, const i64 *indptr, const i64 *indices, const T *values, T *ring,
+                                      T *y, i64 b0, i64 b1, i64 C, i64 B, i64 K, i64 N, i64 L, i64 t0) {
+    for (i64 c = 0; c < C; c++) {
+        const i64 s = (t0 + c) % L;
+        for (i64 b = b0; b < b1; b++) {
+            const T *xr = x + (c * B + b) * K;
+            T *rb = ring + b * 2 * L * N;
+            T *base = rb + s * N;
+            for (i64 k = 0; k < K; k++) {
+                const T a = xr[k];
+                if (a != 0)
+                    for (i64 e = indptr[k]; e < indptr[k + 1]; e++) base[indices[e]] += a * values[e];
+            }
+            T *yr = y + (c * B + b) * N, *r0 = rb + s * N, *r1 = rb + (s + L) * N;
+            for (i64 j = 0; j < N; j++) {
+                yr[j] = r0[j] + r1[j];
+                r0[j] = 0;
+                r1[j] = 0;
+            }
+        }
+    }
+}
+
+static void NAME(delay_ring)(const T *x, const i64 *indptr, const i64 *indices, const T *values, T *ring, T *y,
+                             i64 C, i64 B, i64 K, i64 N, i64 L, i64 t0, int nt) {
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+        i64 lo, hi;
+        share(B, THREAD_ID(), NUM_THREADS(), &lo, &hi);
+        NAME(delay_ring_rows)(x, indptr, indices, values, ring, y, lo, hi, C, B, K, N, L, t0);
+    }
+}
+
 /* g[e] = sum over r ascending with x[r, pre(e)] != 0 of x[r, pre(e)] * gy[r, post(e)];
  * threads own ranges of inputs k (their synapses), about equal in synapse count. */
 HOT static void NAME(csr_value_grad_range)(i64 k0, i64 k1, const i64 *colptr, const i32 *colrow,

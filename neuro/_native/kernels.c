@@ -16,6 +16,7 @@ typedef float vf16 __attribute__((vector_size(64)));
 typedef double vd8 __attribute__((vector_size(64)));
 
 #define T float
+#define U uint32_t
 #define IS_F32 1
 #define V vf16
 #define VL 16
@@ -23,12 +24,14 @@ typedef double vd8 __attribute__((vector_size(64)));
 #include "extract_impl.h"
 #include "kernels_impl.h"
 #undef T
+#undef U
 #undef IS_F32
 #undef V
 #undef VL
 #undef NAME
 
 #define T double
+#define U uint64_t
 #define IS_F32 0
 #define V vd8
 #define VL 8
@@ -36,6 +39,7 @@ typedef double vd8 __attribute__((vector_size(64)));
 #include "extract_impl.h"
 #include "kernels_impl.h"
 #undef T
+#undef U
 #undef IS_F32
 #undef V
 #undef VL
@@ -89,8 +93,23 @@ static PyObject *py_count_nonzero(PyObject *self, PyObject *args) {
     return PyLong_FromLongLong(c);
 }
 
+/* column_activity(dtype, T, R, F, x, cols, amax, same, nthreads) */
+static PyObject *py_column_activity(PyObject *self, PyObject *args) {
+    int dt, nth;
+    long long T_, R, F;
+    unsigned long long px, pc, pm, ps;
+    if (!PyArg_ParseTuple(args, "iLLLKKKKi", &dt, &T_, &R, &F, &px, &pc, &pm, &ps, &nth)) return NULL;
+    int nt = clamp_threads(nth, T_);
+    Py_BEGIN_ALLOW_THREADS
+    if (dt == 0) column_activity_f32((const float *)px, T_, R, F, (i64 *)pc, (double *)pm, (unsigned char *)ps, nt);
+    else column_activity_f64((const double *)px, T_, R, F, (i64 *)pc, (double *)pm, (unsigned char *)ps, nt);
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"count_nonzero", py_count_nonzero, METH_VARARGS, "count_nonzero(dtype, n, x, nthreads) -> int"},
+    {"column_activity", py_column_activity, METH_VARARGS, "column_activity(dtype, T, R, F, x, cols, amax, same, nthreads)"},
     {"rows_matmul", py_rows_matmul, METH_VARARGS, "rows_matmul(dtype, R, K, N, x, wt, rs, cs, bias, y, nthreads)"},
     {"outer_accumulate", py_outer_accumulate, METH_VARARGS, "outer_accumulate(dtype, R, K, N, x, gy, g, nthreads)"},
     {NULL, NULL, 0, NULL},

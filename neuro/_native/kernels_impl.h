@@ -317,6 +317,44 @@ static int NAME(outer_accumulate)(const T *x, const T *gy, T *g, i64 R, i64 K, i
     return fail;
 }
 
+/* Activity of x [T, R, F] for operation counting (neuro.energy.rules.Activity), one pass: per step t,
+ * cols[t, f] = #{r : x[t, r, f] != 0} (NaN counts), amax[t] = max |x[t]|, and same[t] = 1 when every
+ * nonzero |x[t]| equals amax[t] (a spike alphabet {-c, 0, c}; any NaN gives 0). Threads own steps. */
+HOT static void NAME(column_activity_steps)(const T *restrict x, i64 t0, i64 t1, i64 R, i64 F, i64 *restrict cols,
+                                            double *restrict amax, unsigned char *restrict same) {
+    /* on the bit patterns of |x| (sign bit cleared), which order like the values; integer max/min vectorise */
+    const U mag = ~((U)1 << (8 * sizeof(U) - 1)), inf_bits = IS_F32 ? (U)0x7f800000u : (U)0x7ff0000000000000ull;
+    for (i64 t = t0; t < t1; t++) {
+        i64 *c = cols + t * F;
+        for (i64 f = 0; f < F; f++) c[f] = 0;
+        U hi = 0, lo = ~(U)0;
+        for (i64 r = 0; r < R; r++) {
+            const U *restrict row = (const U *)(x + (t * R + r) * F);
+            for (i64 f = 0; f < F; f++) {
+                const U b = row[f] & mag;
+                c[f] += b != 0;
+                hi = b > hi ? b : hi;
+                const U bl = b ? b : ~(U)0;
+                lo = bl < lo ? bl : lo;
+            }
+        }
+        T a;
+        memcpy(&a, &hi, sizeof a);
+        amax[t] = (double)a;
+        same[t] = hi <= inf_bits && (hi == 0 || lo == hi);   /* hi > inf_bits: a NaN */
+    }
+}
+
+static void NAME(column_activity)(const T *x, i64 T_, i64 R, i64 F, i64 *cols, double *amax, unsigned char *same,
+                                  int nt) {
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+        i64 lo, hi;
+        share(T_, THREAD_ID(), NUM_THREADS(), &lo, &hi);
+        NAME(column_activity_steps)(x, lo, hi, R, F, cols, amax, same);
+    }
+}
+
 /* Number of nonzero entries of x [n] (NaN counts), threads over contiguous ranges. */
 HOT static i64 NAME(count_range)(const T *restrict x, i64 lo, i64 hi) {
     i64 c = 0;

@@ -70,7 +70,7 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
-from ..core.errors import ParameterError, ShapeError
+from ..core.errors import ParameterError, ShapeError, UnsupportedLayerError
 from ..core.events import EventTensor
 from ..ir.graph import (ConstantCurrent, GivenCurrent, Graph, IFPopulation, LIFPopulation, PoissonInput,
                         SpikeSource)
@@ -345,9 +345,12 @@ def run_brian2(graph: Graph, steps: int, input_spikes=None, record_v: bool = Fal
         raise ParameterError("run_brian2", "steps", steps, "an integer >= 1")
     if target not in TARGETS:
         raise ParameterError("run_brian2", "target", target, "one of " + ", ".join(repr(t) for t in TARGETS))
-    unknown = [(k, type(v).__name__) for k, v in graph.populations().items() if type(v) not in POPULATIONS]
+    unknown = [(k, f"{type(v).__name__} (Brian2 export runs LIFPopulation and IFPopulation)")
+               for k, v in graph.populations().items() if type(v) not in POPULATIONS]
+    unknown += [(k, f"{type(d).__name__} drive (Brian2 export runs {', '.join(t.__name__ for t in DRIVES)})")
+                for k, d in graph.nodes.items() if hasattr(d, "target") and type(d) not in DRIVES]
     if unknown:
-        raise ParameterError("run_brian2", "graph", unknown, "populations Brian2 can run (LIF, IF)")
+        raise UnsupportedLayerError(unknown, "the Brian2 export")
     inputs = _resolve_inputs(graph, input_spikes, steps)
 
     with warnings.catch_warnings():  # Brian2 2.9 uses pyparsing names deprecated in pyparsing 3.3

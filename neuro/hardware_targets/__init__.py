@@ -2,16 +2,21 @@
 
 * :mod:`neuro.hardware_targets.brian2`: Brian2 as the reference simulator
   (:func:`~neuro.hardware_targets.brian2.run_brian2`, :func:`~neuro.hardware_targets.brian2.compare_with_brian2`).
+* :mod:`neuro.hardware_targets.nir`: NIR files out and in (:func:`export_nir`, :func:`import_nir`, :func:`load_nir`).
+* :mod:`neuro.hardware_targets.loihi`: Loihi 2 fixed point, its bit-exact emulator and the Lava runner.
 
 Targets are imported on first use: importing this package imports no simulator.
 """
+import importlib
 
-__all__ = ["compare_with_brian2", "run_brian2"]
+_LAZY = {"compare_with_brian2": "brian2", "run_brian2": "brian2", "export_nir": "nir", "import_nir": "nir",
+         "load_nir": "nir", "to_nir": "nir", "from_nir": "nir"}
+__all__ = sorted(_LAZY) + ["loihi"]
 
 
 def __getattr__(name):
-    if name in __all__:
-        from . import brian2
-
-        return getattr(brian2, name)
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    if name == "loihi":
+        return importlib.import_module(f"{__name__}.loihi")
     raise AttributeError(f"module 'neuro.hardware_targets' has no attribute {name!r}")

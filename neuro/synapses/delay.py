@@ -201,6 +201,10 @@ def delay_event_steps(x: torch.Tensor, state: RingState, plan: EventPlan):
     :math:`(\tau \bmod L) + L`. Pending arrivals lie within L consecutive steps, so the two slots
     never hold different steps.
 
+    A kernel set with ``delay_ring_steps`` (the compiled ``'native'`` one) fuses the two: each event
+    is added straight into its ring slot, so a step costs active inputs x fan-out plus one read of
+    ``out`` values, and no block of L x out is ever written.
+
     Shape: x [C, B, in], buffer [B, 2L, out] -> y [C, B, out]. Returns (y, new state); the buffer
     is updated in place. Inference only (no gradient).
     """
@@ -208,6 +212,13 @@ def delay_event_steps(x: torch.Tensor, state: RingState, plan: EventPlan):
     C, B, _ = x.shape
     N = buf.shape[2]
     L = plan.taps
+    fused = getattr(plan.kernels, "delay_ring_steps", None)    # a kernel set may fuse scatter and ring
+    y = None if fused is None or buf.device.type != "cpu" else fused(
+        x.to(plan.values.dtype), buf, t % L, plan.indptr, plan.columns, plan.values)
+    if y is not None:
+        if plan.bias is not None:
+            y += plan.bias
+        return y, RingState(buf, t + C)
     z = plan.kernels.csr_matmul(x.reshape(C * B, -1).to(plan.values.dtype), plan.indptr, plan.columns,
                                 plan.values, L * N).view(C, B, L, N)            # arrival blocks
     y = torch.empty(C, B, N, dtype=buf.dtype, device=buf.device)
@@ -513,22 +524,10 @@ def check_delay_limit(model, target: str) -> None:
 
 
 def delay_projections(layer: DelayLinear, pre: str, post: str, name: str = "") -> list:
-    """IR edges of a finalized layer: one :class:`~neuro.ir.graph.Projection` per distinct delay value,
-    holding the synapses with that delay (``delay_steps`` = the delay), zero weights left out.
+    """IR edges of a finalized layer; lives in :func:`neuro.ir.trace.delay_projections` (kept here for compatibility)."""
+    from ..ir.trace import delay_projections as build
 
-    Every synapse's delay is thus readable by exporters with the IR as it is (NIR ``Delay``, Lava
-    ``DelayDense`` and SpiNNaker delay slots group synapses by delay in the same way).
-    """
-    from ..ir.graph import Projection
-
-    d = layer.delays().cpu().numpy()                        # [out, in]
-    w = layer.weight.detach().cpu().double().numpy()         # [out, in]
-    out = []
-    for value in sorted(set(d[w != 0].tolist())):
-        wv = w * (d == value)
-        out.append(Projection.from_dense(pre, post, wv, delay_steps=int(value),
-                                         name=f"{name or pre + '->' + post}@d{value}"))
-    return out
+    return build(layer, pre, post, name)
 
 
 __all__ = ["DELAY_LIMITS", "DelayLinear", "EventPlan", "RingState", "SigmaSchedule", "check_delay_limit", "check_delays",

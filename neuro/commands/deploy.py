@@ -1,0 +1,139 @@
+"""``neuro deploy``: export a saved spiking model to NIR or compile it for Loihi 2.
+
+    neuro deploy MODEL_DIR --target nir --out DIR [--dt-s 1e-3] [--json]
+    neuro deploy MODEL_DIR --target loihi [--lava] [--clip] --out DIR [--input spikes.npy] [--json]
+
+MODEL_DIR holds a SpikingSequential or a RecurrentNetwork (:func:`neuro.io.load_model`); it is
+traced to the IR (:func:`neuro.ir.to_ir`; ``--input-shape C,H,W`` for a convolutional input).
+
+* ``nir``: writes ``DIR/model.nir`` (:func:`neuro.hardware_targets.nir.export_nir`).
+* ``loihi``: compiles to fixed point (:func:`neuro.hardware_targets.loihi.compile_graph`; ``--clip``
+  clips out-of-range values and lists them), writes ``DIR/loihi_usage.json`` and, for a chain,
+  ``DIR/model.net`` (lava-dl netx HDF5), then measures ``agreement``: with ``--lava`` the emulator
+  against Lava itself (fraction of identical spikes, and of identical voltages), else the emulator
+  against the float model (Loihi's lag removed). Inputs: ``--input`` (.npy [T, B, n] spikes) or
+  Bernoulli spikes of ``--rate`` for ``--steps`` steps (seed ``--seed``).
+
+The JSON report has ``target``, ``fits``, ``usage`` (per layer), ``files`` and for Loihi ``agreement``.
+Exit code 1 when the network does not fit (the report says where), 2 on other errors.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+HELP = "export a saved spiking model to NIR, or compile it for Loihi 2 and check it against Lava"
+
+
+def add_arguments(p):
+    p.add_argument("model", type=Path, help="saved model folder (SpikingSequential or RecurrentNetwork)")
+    p.add_argument("--target", required=True, choices=["nir", "loihi"], help="nir or loihi")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--lava", action="store_true", help="loihi: also run Lava and compare it with the emulator")
+    p.add_argument("--clip", action="store_true", help="loihi: clip values out of range instead of failing")
+    p.add_argument("--input", type=Path, default=None, help="input spikes [T, B, n] (.npy or .safetensors)")
+    p.add_argument("--input-shape", default=None, help="per-sample input shape, e.g. 2,8,8 (convolutional input)")
+    p.add_argument("--steps", type=int, default=100, help="steps of random input when --input is not given")
+    p.add_argument("--rate", type=float, default=0.1, help="spike probability per step of the random input")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random input")
+    p.add_argument("--dt-s", type=float, default=None, help="nir: the consumer's step in seconds (default: dt_ms)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
+def _graph(args):
+    from ..io import load_model
+    from ..ir import to_ir
+
+    model = load_model(args.model)
+    shape = None if args.input_shape is None else tuple(int(a) for a in args.input_shape.split(","))
+    return to_ir(model, input_shape=shape) if shape is not None else to_ir(model)
+
+
+def _inputs(args, graph):
+    import numpy as np
+
+    from ..core.errors import ShapeError
+
+    sources = graph.sources()
+    if not sources:
+        return {}
+    name, src = next(iter(sources.items()))
+    if args.input is not None:
+        from .energy import load_input
+
+        x = load_input(args.input).numpy()
+        x = x.reshape(x.shape[0], x.shape[1], -1)
+        if x.shape[-1] != src.n:
+            raise ShapeError("neuro deploy", f"input has {x.shape[-1]} channels per step, the model takes {src.n}")
+        return {name: (x != 0).astype(np.float64)}
+    rng = np.random.default_rng(args.seed)
+    return {name: (rng.random((args.steps, 1, src.n)) < args.rate).astype(np.float64)}
+
+
+def _nir(args, graph) -> dict:
+    from ..hardware_targets.nir import export_nir
+
+    path = export_nir(graph, args.out / "model.nir", args.dt_s)
+    usage = [{"layer": k, "kind": type(v).__name__, "neurons": v.n} for k, v in graph.populations().items()]
+    return {"target": "nir", "fits": True, "usage": usage, "files": [str(path)]}
+
+
+def _loihi(args, graph) -> tuple:
+    import numpy as np
+
+    from ..core.errors import HardwareLimitError, UnsupportedLayerError
+    from ..hardware_targets import loihi
+
+    try:
+        net = loihi.compile_graph(graph, clip=args.clip)
+    except HardwareLimitError as e:
+        return {"target": "loihi", "fits": False, "usage": e.usage}, 1
+    files = [args.out / "loihi_usage.json"]
+    files[0].write_text(json.dumps({"usage": net.usage, "clipped": net.clipped}, indent=1))
+    try:
+        files.append(loihi.write_netx(net, args.out / "model.net"))
+    except UnsupportedLayerError:
+        pass  # netx holds feed-forward chains only
+    inputs = _inputs(args, graph)
+    T = next(iter(inputs.values())).shape[0] if inputs else args.steps
+    lag = max(net.latency.values(), default=0)
+    if args.lava:
+        emu_s, emu_v = loihi.emulate(net, inputs, steps=T + lag)
+        row0 = {k: v[:, 0] for k, v in inputs.items()}
+        results, seconds = loihi.run_lava([(net, row0)], T + lag)
+        lava_s, lava_v = results[0]
+        per = {k: {"identical_spikes": float((emu_s[k][:, 0].numpy() == lava_s[k]).mean()),
+                   "identical_voltages": float((emu_v[k][:, 0].numpy() == lava_v[k]).mean()),
+                   "spikes": int(lava_s[k].sum())} for k in net.populations}
+        allsame = [float((emu_s[k][:, 0].numpy() == lava_s[k]).mean()) for k in net.populations]
+        agreement = {"compared": "emulator vs Lava (Loihi2SimCfg fixed_pt)", "steps": T + lag, "lava_seconds": seconds,
+                     "identical": float(np.mean(allsame)) if allsame else 1.0, "per_layer": per}
+    else:
+        per = loihi.agreement(net, graph, inputs, steps=T)
+        agreement = {"compared": "emulator vs float model (Loihi lag removed)", "steps": T,
+                     "identical": float(np.mean([s["identical"] for s in per.values()])) if per else 1.0,
+                     "per_layer": per}
+    report = {"target": "loihi", "fits": True, "usage": net.usage, "clipped": net.clipped,
+              "latency": net.latency, "agreement": agreement, "files": [str(f) for f in files]}
+    return report, 0
+
+
+TARGETS = {"nir": lambda args, graph: (_nir(args, graph), 0), "loihi": _loihi}
+
+
+def run(args) -> int:
+    args.out.mkdir(parents=True, exist_ok=True)
+    graph = _graph(args)
+    report, code = TARGETS[args.target](args, graph)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(f"target {report['target']}: {'fits' if report['fits'] else 'does NOT fit'}")
+        for row in report["usage"]:
+            print("  " + ", ".join(f"{k}={v}" for k, v in row.items()))
+        if "agreement" in report:
+            a = report["agreement"]
+            print(f"agreement ({a['compared']}): {a['identical']:.4f} identical")
+        for f in report.get("files", []):
+            print(f"wrote {f}")
+    return code

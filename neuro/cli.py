@@ -19,6 +19,9 @@ COMMANDS = {
     "bench": "neuro.bench.cli",
     "train": "neuro.commands.train",
     "energy": "neuro.commands.energy",
+    "convert": "neuro.commands.convert",
+    "generate": "neuro.commands.generate",
+    "deploy": "neuro.commands.deploy",
 }
 
 

@@ -85,6 +85,10 @@ _BUILTIN = {
     "DelayLinear": "neuro.synapses.delay:DelayLinear",
     "SpikingSequential": "neuro.models.sequential:SpikingSequential",
     "Flatten": "neuro.models.sequential:Flatten",
+    "SpikingTransformer": "neuro.converters.spiking_transformer:SpikingTransformer",
+    "Pool2d": "neuro.ir.build:Pool2d",
+    "TransformerLM": "neuro.models.transformer:TransformerLM",
+    "EGRUCell": "neuro.neurons.egru:EGRUCell", "EGRU": "neuro.neurons.egru:EGRU", "EGRULM": "neuro.models.egru_lm:EGRULM", "GRULM": "neuro.models.egru_lm:GRULM", "AstroLIF": "neuro.neurons.astro:AstroLIF",
 }
 # Packages imported once before a class name is declared unknown (their classes self-register).
 _PROVIDERS = ("neuro.models",)

@@ -52,9 +52,19 @@ def test_simulate_bad_input_exit_code_2(tmp_path, capsys):
 
 def test_demo_small(tmp_path, capsys):
     out = tmp_path / "demo"
-    rc = main(["demo", "--out", str(out), "--neurons", "500", "--steps", "200", "--json"])
+    rc = main(["demo", "--out", str(out), "--neurons", "500", "--steps", "200", "--eval-chars", "200",
+               "--no-progress", "--json"])
     report = json.loads(capsys.readouterr().out)
     assert rc == 0
     assert report["brian2"]["identical"] is True
     assert report["network"]["spikes"] == report["brian2"]["brian2_spikes"]
     assert (out / "w2_raster.png").stat().st_size > 5000 and (out / "demo.json").exists()
+    conv = report["conversion"]
+    rows = {r["timesteps"]: r for r in conv["rows"]}
+    assert set(rows) == {2, 4, 8, 16}
+    assert rows[16]["snn_perplexity"] == rows[16]["twin_perplexity"]
+    assert rows[16]["snn_perplexity"] < 1.01 * rows[16]["ann_perplexity"]
+    assert len(conv["samples"]) == 3 and (out / "conversion" / "fidelity.png").exists()
+    e = conv["energy"]
+    assert set(e["targets"]) == {"45nm", "loihi1", "spinnaker2", "gpu"} and e["tokens"] == 128
+    assert all(t["per_token_j"] > 0 and t["ann_per_token_j"] > 0 for t in e["targets"].values())

@@ -2,11 +2,14 @@
 
     neuro energy MODEL_DIR --input spikes.npy --targets 45nm,loihi1,spinnaker2,gpu [--json] [--plot energy.png]
     neuro energy W2_DIR --steps 1000 --targets 45nm,loihi1
+    neuro energy CONVERTED_LM_DIR --input text.txt [--ann FLOAT_LM_DIR] [--max-chars 256]
 
 MODEL_DIR holds a SpikingSequential (fed ``--input``, a .npy or .safetensors tensor [T, B, ...], run
 in step mode 'm' under an :class:`~neuro.energy.OpCounter`; its ANN twin with ReLU is counted on the
 time-mean input for ``ann_energy_j``) or a RecurrentNetwork (run for ``--steps``, counted from its
-spikes). Targets: names of built-in energy models or paths of .json/.toml model files.
+spikes), or a language model (a converted SpikingTransformer or a float TransformerLM, fed the
+characters of a .txt ``--input`` and reported per token, with the float original counted for
+``ann_energy_j``). Targets: names of built-in energy models or paths of .json/.toml model files.
 """
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ HELP = "count synaptic ops, neuron updates and memory traffic of a saved model a
 
 
 def add_arguments(p):
-    p.add_argument("model", type=Path, help="saved model folder (SpikingSequential or RecurrentNetwork)")
+    p.add_argument("model", type=Path, help="saved model folder (SpikingSequential, RecurrentNetwork, or a converted or float language model)")
     p.add_argument("--input", type=Path, default=None,
                    help="input tensor [T, B, ...] (.npy or .safetensors) for a feed-forward model")
     p.add_argument("--steps", type=int, default=1000, help="steps to run a RecurrentNetwork (default 1000)")
@@ -27,6 +30,11 @@ def add_arguments(p):
     p.add_argument("--engine", default="auto", help="RecurrentNetwork engine (default auto)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--plot", type=Path, default=None, help="write the energy plots to this image file")
+    p.add_argument("--ann", type=Path, default=None,
+                   help="language models: the float original's model folder, counted for ann_energy_j "
+                        "(default: a float model of the same architecture)")
+    p.add_argument("--max-chars", type=int, default=256,
+                   help="language models: characters of --input to run (default 256)")
 
 
 def load_input(path: Path):
@@ -116,12 +124,31 @@ def report_for(model, x=None, steps: int = 1000, targets="45nm", engine: str = "
     return EnergyReport(counter.counts(), models, ann=ann_counts), out
 
 
+def _is_language_model(model) -> bool:
+    from ..converters.spiking_transformer import SpikingTransformer
+    from ..models.transformer import TransformerLM
+
+    return isinstance(model, (SpikingTransformer, TransformerLM))
+
+
 def run(args) -> int:
     from ..io import load_model
 
     model = load_model(args.model)
-    x = load_input(args.input) if args.input is not None else None
-    report, _ = report_for(model, x, args.steps, args.targets, args.engine)
+    if _is_language_model(model):
+        from ..core.errors import ParameterError
+        from ..data.text import load_text
+
+        if args.input is None or args.input.suffix != ".txt":
+            raise ParameterError("neuro energy", "--input", args.input and str(args.input),
+                                 "a UTF-8 .txt file for a language model")
+        ann = load_model(args.ann) if args.ann is not None else None
+        from ..energy.language import language_model_report
+
+        report = language_model_report(model, load_text(args.input), args.targets, ann, args.max_chars)
+    else:
+        x = load_input(args.input) if args.input is not None else None
+        report, _ = report_for(model, x, args.steps, args.targets, args.engine)
     if args.plot is not None:
         from ..energy.plots import energy_figure
         from ..viz import save_figure

@@ -1,4 +1,7 @@
-"""Converters into neuro: SpikingJelly networks (:func:`from_spikingjelly`).
+"""Converters into neuro: SpikingJelly networks (:func:`from_spikingjelly`) and Transformer language
+models into spiking Transformers (:func:`convert`, with its stages :func:`validate`, :func:`calibrate`,
+:func:`map_model`, :func:`report`; :func:`demo_conversion` for the demo), reading Hugging Face folders
+(:func:`load_hf_folder`, :func:`from_hf`).
 
 Submodules are imported on first use, so ``import neuro.converters`` does not load SpikingJelly.
 """
@@ -6,7 +9,15 @@ from __future__ import annotations
 
 import importlib
 
-_LAZY = {"from_spikingjelly": "neuro.converters.spikingjelly"}
+_LAZY = {"from_spikingjelly": "neuro.converters.spikingjelly",
+         "convert": "neuro.converters.conversion", "validate": "neuro.converters.conversion",
+         "calibrate": "neuro.converters.conversion", "map_model": "neuro.converters.conversion",
+         "quantized_twin": "neuro.converters.conversion", "report": "neuro.converters.conversion",
+         "ConversionParams": "neuro.converters.spiking_transformer",
+         "SpikingTransformer": "neuro.converters.spiking_transformer",
+         "QuantizedTransformer": "neuro.converters.spiking_transformer",
+         "demo_conversion": "neuro.converters.workflow",
+         "load_hf_folder": "neuro.converters.huggingface", "from_hf": "neuro.converters.huggingface"}
 
 __all__ = sorted(_LAZY)
 

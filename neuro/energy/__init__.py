@@ -16,7 +16,7 @@ _EXPORTS = {
     "OP_TYPES": "rules", "RULES": "rules",
     "EnergyModel": "targets", "load_energy_model": "targets", "parse_energy_model": "targets",
     "builtin_models": "targets", "get_models": "targets",
-    "EnergyReport": "report", "total_energy": "report",
+    "EnergyReport": "report", "total_energy": "report", "language_model_report": "language",
     "energy_figure": "plots",
 }
 

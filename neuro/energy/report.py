@@ -48,8 +48,9 @@ def total_energy(counts: Counts, model: EnergyModel) -> dict:
 class EnergyReport:
     """Counts of a run priced on ``models``; ``ann``: counts of the ANN original (optional)."""
 
-    def __init__(self, counts: Counts, models, ann: Counts | None = None):
-        self.counts, self.models, self.ann = counts, list(models), ann
+    def __init__(self, counts: Counts, models, ann: Counts | None = None, tokens: int | None = None):
+        """``tokens``: for language models, the number of tokens the run processed (per-token figures)."""
+        self.counts, self.models, self.ann, self.tokens = counts, list(models), ann, tokens
         self.energy = {m.name: total_energy(counts, m) for m in self.models}
         self.ann_energy = {m.name: total_energy(ann, m) for m in self.models} if ann is not None else None
 
@@ -67,8 +68,16 @@ class EnergyReport:
                 a = self.ann_energy[m.name]["energy_j"]
                 t["ann_energy_j"] = a
                 t["ann_snn_ratio"] = a / e["energy_j"] if e["energy_j"] else None
+            if self.tokens:
+                t["per_token_j"] = e["energy_j"] / self.tokens
+                if self.ann_energy is not None:
+                    t["ann_per_token_j"] = self.ann_energy[m.name]["energy_j"] / self.tokens
             targets[m.name] = t
         out["targets"] = targets
+        if self.tokens:
+            out["tokens"] = self.tokens
+            out["per_token"] = {k: out[k] / self.tokens for k in ("synops_ac", "synops_mac", "neuron_updates", "spikes")
+                                if k in out}
         if self.ann_energy is not None:
             out["ann_energy_j"] = {n: v["energy_j"] for n, v in self.ann_energy.items()}
             out["ann"] = self.ann.summary()
@@ -113,5 +122,9 @@ class EnergyReport:
                 a = self.ann_energy[m.name]["energy_j"]
                 ratio = a / e["energy_j"] if e["energy_j"] else float("nan")
                 line += f"   ANN {a:.4e} J, ANN/SNN {ratio:.3g}"
+            if self.tokens:
+                line += f"   per token {e['energy_j'] / self.tokens:.3e} J"
+                if self.ann_energy is not None:
+                    line += f" (ANN {self.ann_energy[m.name]['energy_j'] / self.tokens:.3e} J)"
             lines.append(line)
         return "\n".join(lines)

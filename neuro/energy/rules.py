@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..core.loop import StatefulModule
+from ..synapses.kernels import get_kernels
 
 Rule = Callable[..., dict]
 
@@ -186,8 +187,16 @@ class Activity:
         if R >= 2 ** 24 and dt == torch.float32:
             dt = torch.float64
             t3 = t3.to(dt)
-        ones = torch.ones(T, 1, R, dtype=dt)
         decl = self._declared.get((t.data_ptr(), t.numel(), t.dtype, t._version))
+        fast = getattr(get_kernels(), "column_activity", None)       # one pass in a compiled kernel set
+        res = fast(t3.contiguous()) if fast is not None else None
+        if res is not None:
+            cols, amax, same = res
+            if decl is not None and decl[1] > 0:
+                return cols, torch.full((T,), _pow2(decl[1]), dtype=torch.bool)
+            mant, _ = torch.frexp(amax)
+            return cols, same & ((mant == 0.5) | (amax == 0))
+        ones = torch.ones(T, 1, R, dtype=dt)
         if decl is not None and decl[1] > 0:
             _, c, signed = decl
             v = t3.abs() if signed else t3
@@ -357,3 +366,4 @@ def _register_builtin() -> None:
 
 
 _register_builtin()
+from . import transformer_rules  # noqa: E402,F401  (the float reference Transformer's rules)

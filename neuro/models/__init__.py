@@ -5,3 +5,5 @@ from .sequential import Flatten, SpikingSequential
 
 __all__ = ["ENGINES", "ConstantDrive", "GivenDrive", "PoissonDrive", "RecurrentNetwork", "RunResult",
            "register_engine", "w2_network", "Flatten", "SpikingSequential"]
+from .transformer import TransformerConfig, TransformerLM, config_for, evaluate_lm, generate  # noqa: E402
+__all__ += ["TransformerConfig", "TransformerLM", "config_for", "evaluate_lm", "generate"]

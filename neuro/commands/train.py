@@ -9,8 +9,9 @@ Common options every task gets: ``--epochs N`` (task default when omitted), ``--
 summary on stdout; progress bars go to stderr), ``--out DIR`` (where the task writes its files; the
 summary lands in ``DIR/train_<task>.json``), ``--seed``, ``--no-progress``, ``--threads``.
 
-``neuro train delays [--task motif|digits|compare|all]`` (default ``all``: the motif detector on
-moving bars with its learned-delay map plot, then the none/random/learned comparison on digits).
+``neuro train delays [--task motif|digits|compare|all] [--compare-on motif|digits] [--seeds N]``
+(default ``all``: the motif detector on moving bars with its learned-delay map plot, then the
+none/random/learned comparison over 5 seeds on moving bars).
 """
 from __future__ import annotations
 
@@ -20,11 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-HELP = "train a reference task (delays, ...) and report accuracy"
+HELP = "train a reference task (delays, gpt, llama, egru-lm, nalsm) and report its figures"
 
 # task name -> "module:attribute" of its TrainTask
 TASKS = {
     "delays": "neuro.commands.train:DELAYS",
+    "gpt": "neuro.commands.train_lm:GPT", "llama": "neuro.commands.train_lm:LLAMA",
+    "egru-lm": "neuro.commands.train_egru:TASK",
+    "nalsm": "neuro.commands.train_nalsm:TASK",
 }
 
 
@@ -85,13 +89,26 @@ def run(args) -> int:
 def _delays_arguments(p):
     p.add_argument("--task", dest="delay_task", choices=("motif", "digits", "compare", "all"), default="all",
                    help="motif: moving-bar motif detector; digits: learned delays on digit spike trains; "
-                        "compare: none vs random vs learned delays on digits; all (default): motif and compare")
+                        "compare: none vs random vs learned delays; all (default): motif and compare")
+    p.add_argument("--compare-on", choices=("motif", "digits"), default="motif",
+                   help="task of the none/random/learned comparison (default motif: the class lives in spike timing)")
+    p.add_argument("--seeds", type=int, default=5, help="comparison: seeds per mode (default 5)")
     p.add_argument("--plot", type=Path, default=None,
                    help="where to write the learned delay map of the motif detector (default OUT/delay_map.png)")
-    p.add_argument("--hidden", type=int, default=128, help="hidden neurons of the learned-delay digits net (default 128)")
-    p.add_argument("--max-delay", type=int, default=28, help="largest delay of the digits nets, steps (default 28)")
+    p.add_argument("--hidden", type=int, default=128, help="digits: hidden neurons of the learned-delay net (default 128)")
+    p.add_argument("--max-delay", type=int, default=28, help="digits: largest delay, steps (default 28)")
     p.add_argument("--n-train", type=int, default=1024, help="motif: training streams (default 1024; test: half)")
     p.add_argument("--save", action="store_true", help="save the trained motif detector layer to OUT/motif_delays/")
+
+
+def _print_comparison(res) -> None:
+    print(f"none vs random vs learned delays on {res['data']} ({len(res['seeds'])} seeds, "
+          f"{res['n_train']} train / {res['n_test']} test):")
+    for m, accs in res["per_seed"].items():
+        print(f"  {m:7s} mean test accuracy {res['accuracy'][m]:.3f} +- {res['accuracy_std'][m]:.3f} "
+              f"(per seed {', '.join(f'{a:.3f}' for a in accs)}), {res['parameters'][m]} parameters")
+    if "ordered" in res:
+        print("  none < random < learned (means): " + ("yes" if res["ordered"] else "no"))
 
 
 def _delays_run(args):
@@ -102,9 +119,12 @@ def _delays_run(args):
     progress = not args.no_progress
     out = {"task": "delays", "which": args.delay_task}
     ok = True
+    for name, v in (("--n-train", args.n_train), ("--seeds", args.seeds), ("--hidden", args.hidden)):
+        if v < 1:
+            raise ParameterError("neuro train delays", name, v, "an integer >= 1")
+    if args.max_delay < 0:
+        raise ParameterError("neuro train delays", "--max-delay", args.max_delay, "an integer >= 0")
     if args.delay_task in ("motif", "all"):
-        if args.n_train < 1:
-            raise ParameterError("neuro train delays", "--n-train", args.n_train, "an integer >= 1")
         model, res = D.run_motif(epochs=args.epochs or 80, n_train=args.n_train, n_test=max(1, args.n_train // 2),
                                  seed=args.seed, progress=progress)
         plot = args.plot or args.out / "delay_map.png"
@@ -118,20 +138,24 @@ def _delays_run(args):
             print(f"motif detector (moving bars, {res['pixels']} pixels, max delay {res['max_delay']}): "
                   f"test accuracy {res['test_accuracy']:.3f} (train {res['train_accuracy']:.3f}); "
                   f"delay map: {plot}")
-    if args.delay_task in ("digits", "compare", "all"):
-        modes = ("learned",) if args.delay_task == "digits" else ("none", "random", "learned")
-        res = D.compare_delays(epochs=args.epochs or 30, hidden=args.hidden, max_delay=args.max_delay,
-                               seed=args.seed, progress=progress, modes=modes)
+    if args.delay_task == "digits":
+        res = D.compare_delays("digits", seeds=[args.seed], modes=("learned",), progress=progress,
+                               epochs=args.epochs, hidden=args.hidden, max_delay=args.max_delay)
         out["digits"] = res
         if not args.json:
-            for m, r in res["runs"].items():
-                print(f"digits, {m:7s} delays: test accuracy {r['test_accuracy']:.3f} "
-                      f"(train {r['train_accuracy']:.3f}), hidden {r['hidden']}, {r['parameters']} parameters")
-        if len(modes) == 3:
-            a = res["accuracy"]
-            res["ordered"] = bool(a["none"] < a["random"] < a["learned"])
-            if not args.json:
-                print("none < random < learned: " + ("yes" if res["ordered"] else "no"))
+            r = res["runs"]["learned"][0]
+            print(f"digits, learned delays: test accuracy {r['test_accuracy']:.3f} (train {r['train_accuracy']:.3f}), "
+                  f"hidden {r['units']}, {res['parameters']['learned']} parameters")
+    if args.delay_task in ("compare", "all"):
+        opts = {"epochs": args.epochs}
+        if args.compare_on == "digits":
+            opts.update(hidden=args.hidden, max_delay=args.max_delay)
+        else:
+            opts.update(n_train=args.n_train, n_test=max(1, args.n_train // 2))
+        res = D.compare_delays(args.compare_on, seeds=range(args.seed, args.seed + args.seeds), progress=progress, **opts)
+        out["compare"] = res
+        if not args.json:
+            _print_comparison(res)
     return out, ok
 
 

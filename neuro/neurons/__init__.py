@@ -10,6 +10,7 @@ __all__ = [
     "cuba_lif_step", "IF", "IFParams", "IFState", "if_step", "LIF", "LIFParams", "LIFState",
     "lif_charge", "lif_step", "STBIF", "STBIFParams", "STBIFState", "stbif_step",
 ]
+from .egru import EGRU, EGRUCell, EGRUParams, EGRUState, egru_step  # noqa: E402,F401  (after the LIF family)
 
 # The compiled backend registers its fused multi-step LIF when imported; the package runs without it.
 try:  # pragma: no cover - depends on the build

@@ -322,27 +322,33 @@ static int NAME(outer_accumulate)(const T *x, const T *gy, T *g, i64 R, i64 K, i
  * nonzero |x[t]| equals amax[t] (a spike alphabet {-c, 0, c}; any NaN gives 0). Threads own steps. */
 HOT static void NAME(column_activity_steps)(const T *restrict x, i64 t0, i64 t1, i64 R, i64 F, i64 *restrict cols,
                                             double *restrict amax, unsigned char *restrict same) {
-    /* on the bit patterns of |x| (sign bit cleared), which order like the values; integer max/min vectorise */
+    /* on the bit patterns of |x| (sign bit cleared), which order like the values: the loop is integer
+     * compares, adds and min/max of one width, so it vectorises; counts in 32 bits per step (R < 2^31) */
     const U mag = ~((U)1 << (8 * sizeof(U) - 1)), inf_bits = IS_F32 ? (U)0x7f800000u : (U)0x7ff0000000000000ull;
+    U *cnt = malloc(sizeof(U) * (size_t)(F > 0 ? F : 1));
+    if (!cnt) return;
     for (i64 t = t0; t < t1; t++) {
-        i64 *c = cols + t * F;
-        for (i64 f = 0; f < F; f++) c[f] = 0;
+        for (i64 f = 0; f < F; f++) cnt[f] = 0;
         U hi = 0, lo = ~(U)0;
         for (i64 r = 0; r < R; r++) {
             const U *restrict row = (const U *)(x + (t * R + r) * F);
             for (i64 f = 0; f < F; f++) {
                 const U b = row[f] & mag;
-                c[f] += b != 0;
+                const U nz = (U)(b != 0);
+                cnt[f] += nz;
                 hi = b > hi ? b : hi;
-                const U bl = b ? b : ~(U)0;
+                const U bl = b | (nz - 1);          /* zero -> all ones, so it never wins the minimum */
                 lo = bl < lo ? bl : lo;
             }
         }
+        i64 *c = cols + t * F;
+        for (i64 f = 0; f < F; f++) c[f] = (i64)cnt[f];
         T a;
         memcpy(&a, &hi, sizeof a);
         amax[t] = (double)a;
         same[t] = hi <= inf_bits && (hi == 0 || lo == hi);   /* hi > inf_bits: a NaN */
     }
+    free(cnt);
 }
 
 static void NAME(column_activity)(const T *x, i64 T_, i64 R, i64 F, i64 *cols, double *amax, unsigned char *same,

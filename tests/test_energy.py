@@ -361,3 +361,22 @@ def test_single_step_mode_gives_the_same_counts_as_multi_step():
     for op in ("ac", "mac", "spike", "neuron_update_active", "mem_read_byte"):
         assert cs.per_timestep(op).tolist() == cm.per_timestep(op).tolist()
     assert cs.steps == 6 and torch.stack(outs).shape == (6, 2, 3)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_native_column_activity_equals_its_definition(dtype):
+    native = pytest.importorskip("neuro._native").NativeKernels
+    g = torch.Generator().manual_seed(0)
+    binary = (torch.rand(6, 5, 33, generator=g) < 0.2).to(dtype)
+    signed = binary * torch.where(torch.rand(6, 5, 33, generator=g) < 0.5, -0.25, 0.25).to(dtype)
+    graded = binary * torch.rand(6, 5, 33, generator=g, dtype=dtype)
+    mixed = signed.clone()
+    mixed[2, 0, 0], mixed[3, 1, 1], mixed[4] = -0.0, float("nan"), 0.0
+    for x in (binary, signed, graded, mixed):
+        cols, amax, same = native.column_activity(x)
+        assert torch.equal(cols, (x != 0).sum(1))
+        a = x.abs().nan_to_num(0.0).reshape(6, -1)
+        assert torch.equal(amax[:2], a.amax(1).double()[:2])
+        nz = x.reshape(6, -1) != 0
+        want = [bool(not torch.isnan(x[t]).any() and (a[t][nz[t]] == a[t].max()).all()) for t in range(6)]
+        assert same.tolist() == want

@@ -380,3 +380,19 @@ def test_native_column_activity_equals_its_definition(dtype):
         nz = x.reshape(6, -1) != 0
         want = [bool(not torch.isnan(x[t]).any() and (a[t][nz[t]] == a[t].max()).all()) for t in range(6)]
         assert same.tolist() == want
+
+
+def test_delay_linear_counts_as_a_synapse_by_hand():
+    from neuro.synapses.delay import DelayLinear
+
+    w = torch.tensor([[1.0, 0.0, 2.0], [0.5, 0.0, 0.0]])          # fan-out per input: 2, 0, 1
+    layer = DelayLinear.from_delays(w, torch.tensor([[0, 1, 2], [3, 0, 1]]), max_delay=3)
+    x = torch.zeros(4, 2, 3)
+    x[0, 0, 0] = x[0, 1, 2] = x[2, 1, 0] = x[3, 0, 1] = 1.0        # step 0: 2 + 1, step 2: 2, step 3: 0
+    with torch.no_grad(), OpCounter(layer) as c:
+        layer(x)
+    lc = c.counts().layers["DelayLinear"]
+    assert lc.kind == "synapse"
+    assert lc.ops["ac"].tolist() == [3, 0, 2, 0] and lc.ops["mac"].tolist() == [0, 0, 0, 0]
+    assert lc.ops["ac_dense"].tolist() == [12] * 4
+    assert "neuron_update_active" not in lc.ops

@@ -269,6 +269,26 @@ def sparse_linear_rule(m: nn.Module, x: torch.Tensor, y: torch.Tensor, act: Acti
     return out
 
 
+def delay_linear_rule(m: nn.Module, x: torch.Tensor, y: torch.Tensor, act: Activity) -> dict:
+    """Learnable-delay synapse (neuro.synapses.DelayLinear): each nonzero input reaches each of its
+    nonzero-weight synapses once, arriving ``d`` steps later, so the synaptic operations are those of
+    the same Linear layer (NeuroBench's definition; a layer still training with Gaussian taps is
+    counted as its finalized, one-tap-per-synapse equivalent). Memory: per synaptic operation the
+    weight, a one-byte delay and a read-modify-write of its ring-buffer slot; each step's output read
+    once. x [T, *, in]."""
+    W = m.weight.detach()  # [out, in]
+    n_out, n_in = W.shape
+    T = x.shape[0]
+    per_input, ac = act.columns(x, n_in)
+    fan = act.cached(m.weight, lambda: (W != 0).to(torch.int64).sum(0))
+    eff = per_input @ fan
+    rows = x[0].numel() // n_in
+    out = _split(eff, torch.full((T,), rows * n_in * n_out, dtype=torch.int64), ac)
+    out["mem_read_byte"] = eff * (_bytes(W) + 1 + _bytes(y)) + per_input.sum(1) * _bytes(x)
+    out["mem_write_byte"] = eff * _bytes(y) + rows * n_out * _bytes(y)
+    return out
+
+
 def fan_out(m: nn.Module) -> torch.Tensor:
     """Nonzero out-degree of each presynaptic neuron of a SparseLinear. Shape: int64 [n_in]."""
     nzv = (m.values.detach() != 0).to(torch.int64)
@@ -350,6 +370,9 @@ def _register_builtin() -> None:
     for cls in (Linear, nn.Linear):
         register_rule(cls, "synapse", linear_rule)
     register_rule(SparseLinear, "synapse", sparse_linear_rule)
+    from ..synapses.delay import DelayLinear
+
+    register_rule(DelayLinear, "synapse", delay_linear_rule)  # before StatefulModule's neuron rule in its MRO
     for cls in (Conv2d, nn.Conv2d):
         register_rule(cls, "synapse", conv2d_rule)
     register_rule(StatefulModule, "neuron", neuron_rule)

@@ -69,3 +69,9 @@ def test_train_usage_errors(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(["train", "delays", "--task", "nope"])
     assert e.value.code == 2
+
+
+@pytest.mark.parametrize("task", ["egru-lm", "nalsm"])
+def test_epochs_is_refused_by_tasks_with_their_own_budget(task, tmp_path, capsys):
+    assert main(["train", task, "--epochs", "3", "--out", str(tmp_path)]) == 2
+    assert "--epochs" in capsys.readouterr().err

@@ -37,6 +37,7 @@ class TrainTask:
     help: str
     add_arguments: Callable
     run: Callable
+    uses_epochs: bool = True   # False: the task trains to a budget of its own (--minutes), --epochs is refused
 
 
 def task(name: str) -> TrainTask:
@@ -69,6 +70,9 @@ def run(args) -> int:
     t = getattr(args, "_task", None)
     if t is None:
         raise ParameterError("neuro train", "TASK", None, "one of " + ", ".join(TASKS))
+    if args.epochs is not None and not t.uses_epochs:
+        raise ParameterError(f"neuro train {args.task}", "--epochs", args.epochs,
+                             "left out: this task trains to its own budget (see its --help)")
     if args.epochs is not None and args.epochs < 1:
         raise ParameterError("neuro train", "--epochs", args.epochs, "an integer >= 1")
     import torch

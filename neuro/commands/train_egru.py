@@ -123,4 +123,4 @@ def _run(args):
 
 
 TASK = TrainTask("character-level EGRU language model on Tiny Shakespeare (BPC, activity sparsity, GRU baseline)",
-                 _arguments, _run)
+                 _arguments, _run, uses_epochs=False)

@@ -43,4 +43,4 @@ def _run(args):
 
 
 TASK = TrainTask("neuron-astrocyte liquid state machine on 8x8 digits: plain LSM vs STDP vs NALSM (accuracy, "
-                 "branching factor)", _arguments, _run)
+                 "branching factor)", _arguments, _run, uses_epochs=False)

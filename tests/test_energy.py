@@ -396,3 +396,17 @@ def test_delay_linear_counts_as_a_synapse_by_hand():
     assert lc.ops["ac"].tolist() == [3, 0, 2, 0] and lc.ops["mac"].tolist() == [0, 0, 0, 0]
     assert lc.ops["ac_dense"].tolist() == [12] * 4
     assert "neuron_update_active" not in lc.ops
+
+
+def test_layer_panel_groups_small_layers_into_other():
+    from matplotlib.figure import Figure
+
+    from neuro.energy import EnergyReport, get_models
+    from neuro.energy.plots import by_layer
+
+    net = nn.Sequential(*[nn.Linear(4, 4) for _ in range(14)])
+    _, c = count_run(net, torch.rand(3, 4), multistep=False)
+    ax = Figure().subplots()
+    by_layer(EnergyReport(c, get_models("45nm")), ax, max_layers=5)
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert len(labels) == 5 and labels[-1] == "other (10 layers)"

@@ -25,14 +25,24 @@ def by_op(report: EnergyReport, ax) -> None:
     ax.legend(fontsize=6)
 
 
-def by_layer(report: EnergyReport, ax) -> None:
-    """Stacked bars: one bar per target, stacked by layer (dynamic energy)."""
+def by_layer(report: EnergyReport, ax, max_layers: int = 10) -> None:
+    """Stacked bars: one bar per target, stacked by layer (dynamic energy). Beyond ``max_layers``
+    layers, the largest ones (summed over targets, relative to each target's total) are drawn and
+    the rest stacked as one "other" segment, so that the legend stays readable."""
     names = [m.name for m in report.models]
     bottom = np.zeros(len(names))
-    for layer in report.counts.layers:
-        vals = np.array([report.energy[n]["by_layer"][layer] for n in names])
+    per_layer = {layer: np.array([report.energy[n]["by_layer"][layer] for n in names])
+                 for layer in report.counts.layers}
+    totals = np.maximum(sum(per_layer.values()), 1e-300) if per_layer else np.ones(len(names))
+    ranked = sorted(per_layer, key=lambda k: -float((per_layer[k] / totals).sum()))
+    shown = ranked if len(ranked) <= max_layers else ranked[:max_layers - 1]
+    segments = [(layer, per_layer[layer]) for layer in report.counts.layers if layer in shown]
+    rest = [layer for layer in ranked if layer not in shown]
+    if rest:
+        segments.append((f"other ({len(rest)} layers)", sum(per_layer[k] for k in rest)))
+    for label, vals in segments:
         if vals.any():
-            ax.bar(names, vals, bottom=bottom, label=layer)
+            ax.bar(names, vals, bottom=bottom, label=label)
             bottom += vals
     ax.set_ylabel("dynamic energy (J)")
     ax.set_title("energy by layer")

@@ -88,6 +88,7 @@ _BUILTIN = {
     "SpikingTransformer": "neuro.converters.spiking_transformer:SpikingTransformer",
     "Pool2d": "neuro.ir.build:Pool2d",
     "TransformerLM": "neuro.models.transformer:TransformerLM",
+    "RWKVLM": "neuro.models.rwkv:RWKVLM",
     "EGRUCell": "neuro.neurons.egru:EGRUCell", "EGRU": "neuro.neurons.egru:EGRU", "EGRULM": "neuro.models.egru_lm:EGRULM", "GRULM": "neuro.models.egru_lm:GRULM", "AstroLIF": "neuro.neurons.astro:AstroLIF",
 }
 # Packages imported once before a class name is declared unknown (their classes self-register).

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-HELP = "train a reference task (delays, gpt, llama, egru-lm, nalsm) and report its figures"
+HELP = "train a reference task (delays, gpt, llama, rwkv, egru-lm, nalsm) and report its figures"
 
 # task name -> "module:attribute" of its TrainTask
 TASKS = {
@@ -29,6 +29,7 @@ TASKS = {
     "gpt": "neuro.commands.train_lm:GPT", "llama": "neuro.commands.train_lm:LLAMA",
     "egru-lm": "neuro.commands.train_egru:TASK",
     "nalsm": "neuro.commands.train_nalsm:TASK",
+    "rwkv": "neuro.commands.train_rwkv:TASK",
 }
 
 

@@ -1,7 +1,8 @@
-"""Hugging Face models from local folders, mapped onto :class:`~neuro.models.transformer.TransformerLM`.
+"""Hugging Face models from local folders, mapped onto the reference models (``TransformerLM``, ``RWKVLM``).
 
 Supported classes (``architectures`` in ``config.json``): ``GPT2LMHeadModel``, ``GPTNeoXForCausalLM``
-(Pythia), ``LlamaForCausalLM`` and ``BertModel``. :func:`load_hf_folder` reads a folder written by
+(Pythia), ``LlamaForCausalLM`` and ``BertModel``, mapped onto ``TransformerLM``, and ``RwkvForCausalLM``
+(RWKV-4), mapped onto :class:`~neuro.models.rwkv.RWKVLM`. :func:`load_hf_folder` reads a folder written by
 ``save_pretrained`` with no network (``local_files_only=True``); :func:`from_hf` copies the weights
 of a loaded ``transformers`` model into a ``TransformerLM`` whose outputs equal the original's
 (logits for the decoders, ``last_hidden_state`` for BERT; BERT's pooler is not mapped).
@@ -34,6 +35,7 @@ import torch
 from torch import nn
 
 from ..core.errors import FormatError, UnsupportedLayerError
+from ..models.rwkv import RWKVConfig, RWKVLM
 from ..models.transformer import TransformerLM, config_for
 
 CONTEXT = "Hugging Face import"
@@ -233,17 +235,54 @@ def _bert(hf) -> TransformerLM:
     return m
 
 
+def _rwkv(hf) -> RWKVLM:
+    """RWKV-4: HF keeps ``time_decay`` before ``w = -exp(.)`` (as :class:`~neuro.models.rwkv.WKV` does), the
+    token-shift mixes as [1, 1, D], an embedding LayerNorm ``pre_ln`` in block 0 and ``ln_out`` with the
+    default eps. In eval mode HF divides the output weights of block ``i`` by ``2^(i // rescale_every)``
+    and halves the stream every ``rescale_every`` blocks (an fp16 overflow guard; LayerNorm makes it
+    invisible up to eps): the weights are copied unscaled and the halving left out."""
+    c, r = hf.config, hf.rwkv
+    cfg = RWKVConfig(vocab_size=c.vocab_size, d_model=c.hidden_size, n_layer=c.num_hidden_layers,
+                     d_attn=c.attention_hidden_size or c.hidden_size, d_ff=c.intermediate_size or 4 * c.hidden_size,
+                     norm_eps=c.layer_norm_epsilon, out_norm_eps=r.ln_out.eps)
+    m = RWKVLM(cfg)
+    every = int(getattr(c, "rescale_every", 0) or 0)
+    rescaled = bool(getattr(r, "layers_are_rescaled", False)) and every > 0
+    _copy(m.emb, r.embeddings.weight)
+    _copy_norm(m.ln_in, r.blocks[0].pre_ln)
+    for i, (blk, h) in enumerate(zip(m.blocks, r.blocks)):
+        scale = 2.0 ** (i // every) if rescaled else 1.0
+        _copy_norm(blk.ln1, h.ln1)
+        _copy_norm(blk.ln2, h.ln2)
+        a, f = h.attention, h.feed_forward
+        for dst, src in ((blk.att.wkv.time_decay, a.time_decay), (blk.att.wkv.time_first, a.time_first),
+                         (blk.att.mu_k, a.time_mix_key), (blk.att.mu_v, a.time_mix_value),
+                         (blk.att.mu_r, a.time_mix_receptance), (blk.ffn.mu_k, f.time_mix_key),
+                         (blk.ffn.mu_r, f.time_mix_receptance)):
+            dst.copy_(src.reshape(-1))
+        for dst, src in ((blk.att.key, a.key), (blk.att.value, a.value), (blk.att.receptance, a.receptance),
+                         (blk.ffn.key, f.key), (blk.ffn.receptance, f.receptance)):
+            _copy(dst, src.weight)
+        _copy(blk.att.output, a.output.weight * scale)
+        _copy(blk.ffn.value, f.value.weight * scale)
+    _copy_norm(m.ln_out, r.ln_out)
+    _copy(m.head, hf.head.weight)
+    return m
+
+
 # transformers class name -> mapping function
-MAPPERS: dict[str, Callable[[nn.Module], TransformerLM]] = {
+MAPPERS: dict[str, Callable[[nn.Module], nn.Module]] = {
     "GPT2LMHeadModel": _gpt2,
     "GPTNeoXForCausalLM": _neox,
     "LlamaForCausalLM": _llama,
     "BertModel": _bert,
+    "RwkvForCausalLM": _rwkv,
 }
 
 
-def from_hf(hf_model: nn.Module) -> TransformerLM:
-    """A :class:`TransformerLM` with the weights of a loaded ``transformers`` model (one of :data:`MAPPERS`).
+def from_hf(hf_model: nn.Module) -> nn.Module:
+    """A :class:`TransformerLM` (:class:`~neuro.models.rwkv.RWKVLM` for RWKV) with the weights of a loaded
+    ``transformers`` model (one of :data:`MAPPERS`).
 
     An unknown class, or a configuration option the reference model does not implement (rotary
     scaling, other activations, ...), raises :class:`~neuro.core.errors.UnsupportedLayerError`
@@ -384,7 +423,7 @@ def _check_missing(model: nn.Module, missing, file: Path) -> None:
                           f"{', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''})")
 
 
-def load_hf_folder(path, trust_pickle: bool = False) -> TransformerLM:
+def load_hf_folder(path, trust_pickle: bool = False) -> nn.Module:
     """Load a local Hugging Face folder (``config.json`` + weights) and map it with :func:`from_hf`.
 
     Never touches the network. Errors: :class:`~neuro.core.errors.FormatError` for a missing folder,

@@ -7,3 +7,5 @@ __all__ = ["ENGINES", "ConstantDrive", "GivenDrive", "PoissonDrive", "RecurrentN
            "register_engine", "w2_network", "Flatten", "SpikingSequential"]
 from .transformer import TransformerConfig, TransformerLM, config_for, evaluate_lm, generate  # noqa: E402
 __all__ += ["TransformerConfig", "TransformerLM", "config_for", "evaluate_lm", "generate"]
+from .rwkv import RWKVConfig, RWKVLM  # noqa: E402
+__all__ += ["RWKVConfig", "RWKVLM"]

@@ -1,7 +1,8 @@
-"""``neuro deploy``: export a saved spiking model to NIR or compile it for Loihi 2.
+"""``neuro deploy``: export a saved spiking model to NIR, compile it for Loihi 2 or map it onto SpiNNaker.
 
     neuro deploy MODEL_DIR --target nir --out DIR [--dt-s 1e-3] [--json]
     neuro deploy MODEL_DIR --target loihi [--lava] [--clip] --out DIR [--input spikes.npy] [--json]
+    neuro deploy MODEL_DIR --target spinnaker1|spinnaker2 --out DIR [--chips W,H] [--steps N] [--input FILE] [--json]
 
 MODEL_DIR holds a SpikingSequential or a RecurrentNetwork (:func:`neuro.io.load_model`); it is
 traced to the IR (:func:`neuro.ir.to_ir`; ``--input-shape C,H,W`` for a convolutional input).
@@ -13,8 +14,21 @@ traced to the IR (:func:`neuro.ir.to_ir`; ``--input-shape C,H,W`` for a convolut
   against Lava itself (fraction of identical spikes, and of identical voltages), else the emulator
   against the float model (Loihi's lag removed). Inputs: ``--input`` (.npy [T, B, n] spikes) or
   Bernoulli spikes of ``--rate`` for ``--steps`` steps (seed ``--seed``).
+* ``spinnaker1`` / ``spinnaker2``: maps the graph onto the machine
+  (:func:`neuro.hardware_targets.spinnaker.map_graph`; ``--chips W,H`` sets the machine size), writes
+  ``DIR/mapping.json`` (:meth:`Mapping.to_dict`), runs the event-graph emulator on the first input
+  row and compares its spikes with :class:`~neuro.ir.build.GraphNetwork` on
+  :meth:`Mapping.quantized_graph` (``agreement``: fraction of identical spike entries). The report
+  adds ``cores_used``, ``routing_entries_max``, ``packets``, ``hops``, ``late_or_dropped`` (core-ticks
+  over their real-time budget; a dropped packet is an error) and ``energy_j`` per energy model
+  (built-in ``spinnaker1``, ``spinnaker2`` and the target's model with routers priced per packet and
+  hop, :mod:`neuro.hardware_targets.spinnaker.energy`); ``usage`` has per-core and per-chip rows.
+  It also writes ``DIR/network_spinnaker2.json`` and ``DIR/model_pynn.py``
+  (:mod:`neuro.hardware_targets.spinnaker.export`) where the network has such a description
+  (``exports_skipped`` says why not).
 
-The JSON report has ``target``, ``fits``, ``usage`` (per layer), ``files`` and for Loihi ``agreement``.
+The JSON report has ``target``, ``fits``, ``usage`` (per layer, or per core and chip), ``files`` and
+for Loihi and SpiNNaker ``agreement``.
 Exit code 1 when the network does not fit (the report says where), 2 on other errors.
 """
 from __future__ import annotations
@@ -22,12 +36,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-HELP = "export a saved spiking model to NIR, or compile it for Loihi 2 and check it against Lava"
+HELP = ("export a saved spiking model to NIR, compile it for Loihi 2 and check it against Lava, or map it onto "
+        "SpiNNaker 1/2 and check the event-graph emulator against neuro")
 
 
 def add_arguments(p):
     p.add_argument("model", type=Path, help="saved model folder (SpikingSequential or RecurrentNetwork)")
-    p.add_argument("--target", required=True, choices=["nir", "loihi"], help="nir or loihi")
+    p.add_argument("--target", required=True, choices=sorted(TARGETS), help=", ".join(sorted(TARGETS)))
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--lava", action="store_true", help="loihi: also run Lava and compare it with the emulator")
     p.add_argument("--clip", action="store_true", help="loihi: clip values out of range instead of failing")
@@ -37,6 +52,7 @@ def add_arguments(p):
     p.add_argument("--rate", type=float, default=0.1, help="spike probability per step of the random input")
     p.add_argument("--seed", type=int, default=0, help="seed of the random input")
     p.add_argument("--dt-s", type=float, default=None, help="nir: the consumer's step in seconds (default: dt_ms)")
+    p.add_argument("--chips", default=None, help="spinnaker: machine size W,H in chips (default: the machine file's)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
@@ -118,7 +134,73 @@ def _loihi(args, graph) -> tuple:
     return report, 0
 
 
-TARGETS = {"nir": lambda args, graph: (_nir(args, graph), 0), "loihi": _loihi}
+def _spinnaker(name: str):
+    """The deploy function of SpiNNaker machine ``name`` (module docstring)."""
+
+    def deploy(args, graph) -> tuple:
+        import torch
+
+        from ..core.errors import HardwareLimitError, ParameterError, UnsupportedLayerError
+        from ..energy import EnergyReport, get_models
+        from ..hardware_targets.spinnaker import map_graph
+        from ..hardware_targets.spinnaker.energy import emulation_counts, router_priced
+        from ..hardware_targets.spinnaker.export import write_pynn, write_spinnaker2
+        from ..ir.build import GraphNetwork
+
+        size = {}
+        if args.chips is not None:
+            try:
+                w, h = (int(a) for a in args.chips.split(","))
+            except ValueError:
+                raise ParameterError("neuro deploy", "--chips", args.chips, "two integers W,H") from None
+            size = {"width": w, "height": h}
+        try:
+            mapping = map_graph(graph, name, **size)
+        except HardwareLimitError as e:
+            return {"target": name, "fits": False, "limit": e.target, "usage": e.usage}, 1
+        files = [args.out / "mapping.json"]
+        files[0].write_text(json.dumps(mapping.to_dict()))
+        inputs = {k: v[:, 0] for k, v in _inputs(args, graph).items()}             # [T, n], first row
+        steps = next(iter(inputs.values())).shape[0] if inputs else args.steps
+        emu = mapping.emulate(inputs, steps)
+        ref = GraphNetwork(mapping.quantized_graph())(
+            {k: torch.from_numpy(v)[:, None] for k, v in inputs.items()} or None, steps)      # {pop: [T, 1, n]}
+        per = {k: float((emu.spikes[k] == ref[k][:, 0].numpy()).mean()) for k in emu.spikes}
+        same = sum(int((emu.spikes[k] == ref[k][:, 0].numpy()).sum()) for k in emu.spikes)
+        total = sum(emu.spikes[k].size for k in emu.spikes)
+        skipped = {}
+        for fname, write in (("network_spinnaker2.json", lambda f: write_spinnaker2(graph, f, inputs=inputs)),
+                             ("model_pynn.py", lambda f: write_pynn(graph, f, inputs=inputs, steps=steps))):
+            try:
+                files.append(write(args.out / fname))
+            except (UnsupportedLayerError, HardwareLimitError) as e:
+                skipped[fname] = str(e)
+        counts = emulation_counts(mapping, emu, inputs)
+        builtin = get_models("spinnaker1,spinnaker2")
+        models = builtin + [router_priced(next(m for m in builtin if m.name == name), mapping.machine)]
+        energy = EnergyReport(counts, models).energy
+        usage = mapping.usage()
+        report = {"target": name, "fits": True, "usage": usage, "cores_used": usage["cores_used"],
+                  "chips_used": usage["chips_used"], "routing_entries_max": usage["routing_entries_max"],
+                  "steps": steps, "ticks": emu.ticks, "packets": emu.packets, "hops": emu.hops,
+                  "late_or_dropped": emu.late, "router_energy_j": emu.router_energy_j,
+                  "spikes": {k: int(v.sum()) for k, v in emu.spikes.items()},
+                  "agreement": {"compared": "emulator vs GraphNetwork on the quantized graph", "steps": steps,
+                                "identical": same / total if total else 1.0, "per_layer": per},
+                  "energy_j": {m: e["energy_j"] for m, e in energy.items()},
+                  "emulator": emu.to_dict(), "files": [str(f) for f in files], "exports_skipped": skipped}
+        return report, 0
+
+    return deploy
+
+
+TARGETS = {"nir": lambda args, graph: (_nir(args, graph), 0), "loihi": _loihi,
+           "spinnaker1": _spinnaker("spinnaker1"), "spinnaker2": _spinnaker("spinnaker2")}
+
+
+def _rows(usage) -> list:
+    """Printable rows of a report's usage: a list of rows, or SpiNNaker's per-core and per-chip rows."""
+    return usage["cores"] + usage["chips"] if isinstance(usage, dict) else usage
 
 
 def run(args) -> int:
@@ -129,7 +211,7 @@ def run(args) -> int:
         print(json.dumps(report))
     else:
         print(f"target {report['target']}: {'fits' if report['fits'] else 'does NOT fit'}")
-        for row in report["usage"]:
+        for row in _rows(report["usage"]):
             print("  " + ", ".join(f"{k}={v}" for k, v in row.items()))
         if "agreement" in report:
             a = report["agreement"]

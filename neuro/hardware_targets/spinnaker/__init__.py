@@ -14,7 +14,9 @@ a JSON file or a :class:`~neuro.hardware_targets.spinnaker.machine.Machine`) and
 
 :meth:`Mapping.emulate` runs the result tick by tick with packets through the tables
 (:mod:`.emulator`); its spikes equal :class:`~neuro.ir.build.GraphNetwork` on
-:meth:`Mapping.quantized_graph`.
+:meth:`Mapping.quantized_graph`. :func:`emulation_counts` turns a run into per-core, per-tick
+:class:`neuro.energy.Counts` (:mod:`.energy`; :func:`router_priced` prices packets and hops);
+:func:`to_spinnaker2` and :func:`to_pynn` describe the network for py-spinnaker2 and PyNN (:mod:`.export`).
 
 Whatever does not fit raises :class:`~neuro.core.errors.HardwareLimitError` with the usage of the
 population, core or chip concerned; EGRU layers raise :class:`~neuro.core.errors.UnsupportedLayerError`.
@@ -37,7 +39,18 @@ from .machine import Machine, bundled_machines, load_machine, parse_machine
 from .partition import Slice, partition, place, synaptic_words
 from .routing import Routing, route_all, walk
 
-__all__ = ["Machine", "Mapping", "Slice", "bundled_machines", "load_machine", "map_graph", "parse_machine"]
+_LAZY = {"emulation_counts": "energy", "router_priced": "energy", "to_spinnaker2": "export",
+         "write_spinnaker2": "export", "to_pynn": "export", "write_pynn": "export"}
+__all__ = ["Machine", "Mapping", "Slice", "bundled_machines", "load_machine", "map_graph", "parse_machine"] + sorted(_LAZY)
+
+
+def __getattr__(name):
+    """The energy and export functions, imported on first use (the energy package imports torch)."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass

@@ -40,7 +40,8 @@ from .partition import Slice, partition, place, synaptic_words
 from .routing import Routing, route_all, walk
 
 _LAZY = {"emulation_counts": "energy", "router_priced": "energy", "to_spinnaker2": "export",
-         "write_spinnaker2": "export", "to_pynn": "export", "write_pynn": "export"}
+         "write_spinnaker2": "export", "to_pynn": "export", "write_pynn": "export",
+         "egru_on_spinnaker2": "egru", "map_egru": "egru", "compress_lm": "egru"}
 __all__ = ["Machine", "Mapping", "Slice", "bundled_machines", "load_machine", "map_graph", "parse_machine"] + sorted(_LAZY)
 
 

@@ -89,6 +89,7 @@ _BUILTIN = {
     "Pool2d": "neuro.ir.build:Pool2d",
     "TransformerLM": "neuro.models.transformer:TransformerLM",
     "RWKVLM": "neuro.models.rwkv:RWKVLM",
+    "SpikeGPT": "neuro.models.spikegpt:SpikeGPT",
     "EGRUCell": "neuro.neurons.egru:EGRUCell", "EGRU": "neuro.neurons.egru:EGRU", "EGRULM": "neuro.models.egru_lm:EGRULM", "GRULM": "neuro.models.egru_lm:GRULM", "AstroLIF": "neuro.neurons.astro:AstroLIF",
 }
 # Packages imported once before a class name is declared unknown (their classes self-register).

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-HELP = "train a reference task (delays, gpt, llama, rwkv, egru-lm, nalsm) and report its figures"
+HELP = "train a reference task (delays, gpt, llama, rwkv, spikegpt, egru-lm, nalsm) and report its figures"
 
 # task name -> "module:attribute" of its TrainTask
 TASKS = {
@@ -30,6 +30,7 @@ TASKS = {
     "egru-lm": "neuro.commands.train_egru:TASK",
     "nalsm": "neuro.commands.train_nalsm:TASK",
     "rwkv": "neuro.commands.train_rwkv:TASK",
+    "spikegpt": "neuro.commands.train_spikegpt:TASK",
 }
 
 

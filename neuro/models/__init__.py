@@ -9,3 +9,5 @@ from .transformer import TransformerConfig, TransformerLM, config_for, evaluate_
 __all__ += ["TransformerConfig", "TransformerLM", "config_for", "evaluate_lm", "generate"]
 from .rwkv import RWKVConfig, RWKVLM  # noqa: E402
 __all__ += ["RWKVConfig", "RWKVLM"]
+from .spikegpt import SpikeGPT, SpikeGPTConfig  # noqa: E402
+__all__ += ["SpikeGPT", "SpikeGPTConfig"]

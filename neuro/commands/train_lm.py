@@ -57,7 +57,8 @@ def lr_at(step: int, progress: float, lr_max: float, warmup: int) -> float:
     return lr_max * warm * (0.1 + 0.45 * (1.0 + math.cos(math.pi * min(1.0, progress))))
 
 
-def _check(args) -> None:
+def check_lm_args(args) -> None:
+    """The options every char-level LM task shares; ParameterError naming the flag and value."""
     from ..core.errors import ParameterError
 
     who = f"neuro train {args.task}"
@@ -83,43 +84,33 @@ def _optimizer(model, lr: float, weight_decay: float):
                              lr=lr, betas=(0.9, 0.99))
 
 
-def train_char_lm(arch: str, args):
-    """Train, score and save one char-level model; returns (summary, ok)."""
+def fit(model, ids, args, desc: str, steps=None, clock=time.perf_counter, unit: str = "s") -> dict:
+    """The one training loop of the char-level LM tasks: AdamW (:func:`_optimizer`), next-character
+    cross-entropy on random windows of ``ids``, warm-up and cosine schedule (:func:`lr_at`) over
+    whichever ends first, ``steps`` optimizer steps or ``args.minutes`` on ``clock`` (wall time by
+    default; ``time.process_time`` for a CPU-time budget), gradients clipped to norm 1.
+
+    Returns ``{"steps", "train_loss" (a running mean), "seconds" (on clock)}``.
+    """
     import torch
     import torch.nn.functional as F
     from tqdm import tqdm
 
-    from ..data import batches, tinyshakespeare
-    from ..io import save_model
-    from ..models.transformer import TransformerLM, config_for, evaluate_lm
+    from ..data import batches
 
-    _check(args)
-    torch.manual_seed(args.seed)
-    data = tinyshakespeare()
-    chars = "".join(data.tokenizer.chars)
-    extra = {"n_kv_head": args.kv_heads} if arch == "llama" else {}
-    cfg = config_for(arch, vocab_size=len(chars), d_model=args.d_model, n_layer=args.layers, n_head=args.heads,
-                     d_ff=args.d_ff, max_seq=args.seq_len, vocab_chars=chars, **extra)
-    model = TransformerLM(cfg)
     opt = _optimizer(model, args.lr, args.weight_decay)
-    steps = args.steps
-    if steps is None and args.epochs is not None:
-        steps = math.ceil(args.epochs * len(data.train) / (args.batch_size * args.seq_len))
     budget_s = args.minutes * 60.0
-    gen = torch.Generator().manual_seed(args.seed)
-    stream = batches(data.train, args.batch_size, args.seq_len, gen)
-
-    bar = tqdm(total=steps if steps else round(budget_s), unit="step" if steps else "s",
-               disable=args.no_progress, desc=f"train {arch}", leave=False)
-    t0 = time.perf_counter()
+    stream = batches(ids, args.batch_size, args.seq_len, torch.Generator().manual_seed(args.seed))
+    bar = tqdm(total=steps if steps else round(budget_s), unit="step" if steps else unit,
+               disable=args.no_progress, desc=desc, leave=False)
+    t0 = clock()
     step, ema = 0, None
     model.train()
     while True:
-        elapsed = time.perf_counter() - t0
-        progress = max(elapsed / budget_s, step / steps if steps else 0.0)
+        elapsed = clock() - t0
         if (steps and step >= steps) or elapsed >= budget_s:
             break
-        lr = lr_at(step, progress, args.lr, args.warmup)
+        lr = lr_at(step, max(elapsed / budget_s, step / steps if steps else 0.0), args.lr, args.warmup)
         for g in opt.param_groups:
             g["lr"] = lr
         x, y = next(stream)  # [B, L] each
@@ -132,31 +123,56 @@ def train_char_lm(arch: str, args):
         step += 1
         value = loss.item()
         ema = value if ema is None else 0.98 * ema + 0.02 * value
-        if steps:
-            bar.update(1)
-        else:
-            bar.update(round(time.perf_counter() - t0) - bar.n)
+        bar.update(1 if steps else round(clock() - t0) - bar.n)
         bar.set_postfix(step=step, loss=f"{ema:.3f}", lr=f"{lr:.2e}", refresh=False)
-    wall = time.perf_counter() - t0
     bar.close()
+    return {"steps": step, "train_loss": ema, "seconds": clock() - t0}
 
+
+def train_and_save(name: str, model, cfg, data, args, extra=None):
+    """Train ``model`` with :func:`fit` (``--steps`` or ``--epochs`` worth of steps, else ``--minutes``
+    of wall time), score it on the valid split, save it to ``OUT/<name>-char``; returns (summary, ok)."""
+    from ..io import save_model
+    from ..models.transformer import evaluate_lm
+
+    steps = args.steps
+    if steps is None and args.epochs is not None:
+        steps = math.ceil(args.epochs * len(data.train) / (args.batch_size * args.seq_len))
+    res = fit(model, data.train, args, f"train {name}", steps)
     model.eval()
     t1 = time.perf_counter()
     valid = evaluate_lm(model, data.valid, args.seq_len, max_chars=args.eval_chars)
-    folder = save_model(model, args.out / f"{arch}-char", overwrite=True)
+    folder = save_model(model, args.out / f"{name}-char", overwrite=True)
     summary = {
-        "task": arch, "arch": arch, "steps": step, "wall_s": round(wall, 2),
+        "task": name, **(extra or {}), "steps": res["steps"], "wall_s": round(res["seconds"], 2),
         "eval_s": round(time.perf_counter() - t1, 2), "parameters": model.num_parameters(),
-        "train_loss": ema, "valid_loss": valid["loss"], "valid_bpc": valid["bpc"],
+        "train_loss": res["train_loss"], "valid_loss": valid["loss"], "valid_bpc": valid["bpc"],
         "valid_perplexity": valid["perplexity"], "valid_chars": valid["tokens"] + 1,
         "batch_size": args.batch_size, "seq_len": args.seq_len, "lr": args.lr, "model": str(folder),
         "config": cfg.to_dict(),
     }
     if not args.json:
-        print(f"{arch}-char: {step} steps in {wall:.0f} s, {summary['parameters']} parameters; valid loss "
-              f"{valid['loss']:.4f} nats, {valid['bpc']:.4f} bits/char, perplexity {valid['perplexity']:.3f}; "
-              f"saved to {folder}")
+        print(f"{name}-char: {res['steps']} steps in {res['seconds']:.0f} s, {summary['parameters']} parameters; "
+              f"valid loss {valid['loss']:.4f} nats, {valid['bpc']:.4f} bits/char, perplexity "
+              f"{valid['perplexity']:.3f}; saved to {folder}")
     return summary, bool(math.isfinite(valid["loss"]))
+
+
+def train_char_lm(arch: str, args):
+    """Train, score and save one char-level Transformer; returns (summary, ok)."""
+    import torch
+
+    from ..data import tinyshakespeare
+    from ..models.transformer import TransformerLM, config_for
+
+    check_lm_args(args)
+    torch.manual_seed(args.seed)
+    data = tinyshakespeare()
+    chars = "".join(data.tokenizer.chars)
+    extra = {"n_kv_head": args.kv_heads} if arch == "llama" else {}
+    cfg = config_for(arch, vocab_size=len(chars), d_model=args.d_model, n_layer=args.layers, n_head=args.heads,
+                     d_ff=args.d_ff, max_seq=args.seq_len, vocab_chars=chars, **extra)
+    return train_and_save(arch, TransformerLM(cfg), cfg, data, args, {"arch": arch})
 
 
 def _run(arch: str):

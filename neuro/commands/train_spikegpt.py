@@ -19,7 +19,7 @@ import math
 import time
 
 from .train import TrainTask
-from .train_lm import _optimizer, lr_at
+from .train_lm import check_lm_args, fit
 
 
 def add_arguments(p):
@@ -43,58 +43,17 @@ def add_arguments(p):
 def _check(args) -> None:
     from ..core.errors import ParameterError
 
-    for flag, value, ok, rule in (
-            ("--minutes", args.minutes, args.minutes > 0 and math.isfinite(args.minutes), "a finite number > 0"),
-            ("--steps", args.steps, args.steps is None or args.steps >= 1, "an integer >= 1"),
-            ("--batch-size", args.batch_size, args.batch_size >= 1, "an integer >= 1"),
-            ("--seq-len", args.seq_len, args.seq_len >= 2, "an integer >= 2"),
-            ("--lr", args.lr, args.lr > 0 and math.isfinite(args.lr), "a finite number > 0"),
-            ("--warmup", args.warmup, args.warmup >= 0, "an integer >= 0"),
-            ("--eval-chars", args.eval_chars, args.eval_chars >= 2, "an integer >= 2"),
-            ("--baseline-only", args.baseline_only, not args.baseline_only or args.baseline != "none",
-             "used with --baseline rwkv")):
-        if not ok:
-            raise ParameterError("neuro train spikegpt", flag, value, rule)
+    check_lm_args(args)
+    if args.baseline_only and args.baseline == "none":
+        raise ParameterError("neuro train spikegpt", "--baseline-only", True, "used with --baseline rwkv")
 
 
 def _train(model, data, args, name: str) -> dict:
-    import torch
-    import torch.nn.functional as F
-    from tqdm import tqdm
-
-    from ..data import batches
-
-    torch.manual_seed(args.seed)
-    opt = _optimizer(model, args.lr, args.weight_decay)
-    budget_s = args.minutes * 60.0
-    stream = batches(data.train, args.batch_size, args.seq_len, torch.Generator().manual_seed(args.seed))
-    bar = tqdm(total=round(budget_s), unit="cpu-s", disable=args.no_progress, desc=f"train {name}", leave=False)
-    t0 = time.process_time()
+    """:func:`~neuro.commands.train_lm.fit` on a CPU-time budget (``time.process_time``)."""
     w0 = time.perf_counter()
-    step, ema = 0, None
-    model.train()
-    while True:
-        elapsed = time.process_time() - t0
-        if (args.steps and step >= args.steps) or elapsed >= budget_s:
-            break
-        progress = max(elapsed / budget_s, step / args.steps if args.steps else 0.0)
-        lr = lr_at(step, progress, args.lr, args.warmup)
-        for g in opt.param_groups:
-            g["lr"] = lr
-        x, y = next(stream)  # [B, L] each
-        logits = model(x)  # [B, L, V]
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        step += 1
-        ema = loss.item() if ema is None else 0.98 * ema + 0.02 * loss.item()
-        bar.update(round(time.process_time() - t0) - bar.n)
-        bar.set_postfix(step=step, loss=f"{ema:.3f}", refresh=False)
-    bar.close()
-    return {"steps": step, "cpu_s": round(time.process_time() - t0, 2), "wall_s": round(time.perf_counter() - w0, 2),
-            "train_loss": ema, "parameters": sum(p.numel() for p in model.parameters())}
+    res = fit(model, data.train, args, f"train {name}", args.steps, clock=time.process_time, unit="cpu-s")
+    return {"steps": res["steps"], "cpu_s": round(res["seconds"], 2), "wall_s": round(time.perf_counter() - w0, 2),
+            "train_loss": res["train_loss"], "parameters": sum(p.numel() for p in model.parameters())}
 
 
 def _score(model, data, args) -> dict:

@@ -1,8 +1,11 @@
-"""``neuro deploy``: export a saved spiking model to NIR, compile it for Loihi 2 or map it onto SpiNNaker.
+"""``neuro deploy``: export a saved spiking model to NIR, compile it for Loihi 2, map it onto SpiNNaker or
+run it through PyNN.
 
     neuro deploy MODEL_DIR --target nir --out DIR [--dt-s 1e-3] [--json]
     neuro deploy MODEL_DIR --target loihi [--lava] [--clip] --out DIR [--input spikes.npy] [--json]
     neuro deploy MODEL_DIR --target spinnaker1|spinnaker2 --out DIR [--chips W,H] [--steps N] [--input FILE] [--json]
+    neuro deploy MODEL_DIR --target pynn --out DIR [--steps N] [--input FILE] [--json]
+    neuro deploy EGRU_LM_DIR --target spinnaker2|spinnaker1 --out DIR [--density D] [--valid-chars N] [--json]
 
 MODEL_DIR holds a SpikingSequential or a RecurrentNetwork (:func:`neuro.io.load_model`); it is
 traced to the IR (:func:`neuro.ir.to_ir`; ``--input-shape C,H,W`` for a convolutional input).
@@ -26,9 +29,24 @@ traced to the IR (:func:`neuro.ir.to_ir`; ``--input-shape C,H,W`` for a convolut
   It also writes ``DIR/network_spinnaker2.json`` and ``DIR/model_pynn.py``
   (:mod:`neuro.hardware_targets.spinnaker.export`) where the network has such a description
   (``exports_skipped`` says why not).
+* ``pynn``: writes ``DIR/model_pynn.py`` (:func:`~neuro.hardware_targets.spinnaker.export.write_pynn`;
+  a network without a PyNN description raises :class:`~neuro.core.errors.UnsupportedLayerError`)
+  and, when PyNN and Brian2 are installed, runs it on PyNN's Brian2 backend with the first input row
+  and compares its spikes with :class:`~neuro.ir.build.GraphNetwork` (``agreement``; the documented
+  convention differences of the export make a difference possible); else ``pynn_run`` says why not.
+* An EGRU language model folder (:class:`~neuro.models.egru_lm.EGRULM`, e.g. the bundled
+  ``neuro/data/models/egru-char``) with ``spinnaker2`` or ``spinnaker1``: prunes it to ``--density``,
+  quantizes it to int8 rows (``--scale``) and fixed-point payloads (``--frac-bits``), places it on PEs
+  and runs the first ``--valid-chars`` characters of the Tiny Shakespeare valid split through the
+  packet-level emulator (:func:`neuro.hardware_targets.spinnaker.egru_emulator.egru_emulated`):
+  ``agreement`` compares its events with the dense fixed-point run, ``quality`` holds the BPC of
+  the float, pruned and pruned + quantized model, ``per_token`` the latency (token period
+  ``--token-ms``) and energy, ``analytic`` the formula figures and ``paper`` the published ones.
+  Writes ``DIR/egru_report.json`` and ``DIR/egru_routing.json`` (keys and tables). Other targets raise
+  :class:`~neuro.core.errors.UnsupportedLayerError` (no gated units).
 
 The JSON report has ``target``, ``fits``, ``usage`` (per layer, or per core and chip), ``files`` and
-for Loihi and SpiNNaker ``agreement``.
+for Loihi, SpiNNaker and PyNN ``agreement``.
 Exit code 1 when the network does not fit (the report says where), 2 on other errors.
 """
 from __future__ import annotations
@@ -36,8 +54,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-HELP = ("export a saved spiking model to NIR, compile it for Loihi 2 and check it against Lava, or map it onto "
-        "SpiNNaker 1/2 and check the event-graph emulator against neuro")
+HELP = ("export a saved spiking model to NIR, compile it for Loihi 2 and check it against Lava, map it (or the "
+        "EGRU LM) onto SpiNNaker 1/2 and check the event-graph emulator against neuro, or run it through PyNN")
 
 
 def add_arguments(p):
@@ -53,14 +71,17 @@ def add_arguments(p):
     p.add_argument("--seed", type=int, default=0, help="seed of the random input")
     p.add_argument("--dt-s", type=float, default=None, help="nir: the consumer's step in seconds (default: dt_ms)")
     p.add_argument("--chips", default=None, help="spinnaker: machine size W,H in chips (default: the machine file's)")
+    p.add_argument("--density", type=float, default=0.5, help="EGRU LM: weight density kept by pruning, in (0, 1]")
+    p.add_argument("--valid-chars", type=int, default=200, help="EGRU LM: valid characters run through the emulator")
+    p.add_argument("--scale", default="float", help="EGRU LM: int8 row scale, float or pow2")
+    p.add_argument("--frac-bits", type=int, default=16, help="EGRU LM: fraction bits of the 32-bit event payload")
+    p.add_argument("--token-ms", type=float, default=1.0, help="EGRU LM: token period (real-time budget) in ms")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
-def _graph(args):
-    from ..io import load_model
+def _graph(args, model):
     from ..ir import to_ir
 
-    model = load_model(args.model)
     shape = None if args.input_shape is None else tuple(int(a) for a in args.input_shape.split(","))
     return to_ir(model, input_shape=shape) if shape is not None else to_ir(model)
 
@@ -140,20 +161,14 @@ def _spinnaker(name: str):
     def deploy(args, graph) -> tuple:
         import torch
 
-        from ..core.errors import HardwareLimitError, ParameterError, UnsupportedLayerError
+        from ..core.errors import HardwareLimitError, UnsupportedLayerError
         from ..energy import EnergyReport, get_models
         from ..hardware_targets.spinnaker import map_graph
         from ..hardware_targets.spinnaker.energy import emulation_counts, router_priced
         from ..hardware_targets.spinnaker.export import write_pynn, write_spinnaker2
         from ..ir.build import GraphNetwork
 
-        size = {}
-        if args.chips is not None:
-            try:
-                w, h = (int(a) for a in args.chips.split(","))
-            except ValueError:
-                raise ParameterError("neuro deploy", "--chips", args.chips, "two integers W,H") from None
-            size = {"width": w, "height": h}
+        size = _chips(args)
         try:
             mapping = map_graph(graph, name, **size)
         except HardwareLimitError as e:
@@ -194,8 +209,85 @@ def _spinnaker(name: str):
     return deploy
 
 
+def _pynn(args, graph) -> tuple:
+    import importlib.util
+    import subprocess
+    import sys
+
+    import numpy as np
+    import torch
+
+    from ..hardware_targets.spinnaker.export import write_pynn
+    from ..ir.build import GraphNetwork
+
+    inputs = {k: v[:, 0] for k, v in _inputs(args, graph).items()}                 # [T, n], first row
+    steps = next(iter(inputs.values())).shape[0] if inputs else args.steps
+    path = write_pynn(graph, args.out / "model_pynn.py", inputs=inputs, steps=steps)
+    usage = [{"population": k, "kind": type(v).__name__, "neurons": v.n, "cell": "IF_curr_delta"}
+             for k, v in graph.populations().items()]
+    report = {"target": "pynn", "fits": True, "usage": usage, "steps": steps, "files": [str(path)]}
+    missing = [m for m in ("pyNN", "brian2") if importlib.util.find_spec(m) is None]
+    if missing:
+        report["pynn_run"] = "skipped: " + ", ".join(missing) + " not installed"
+        return report, 0
+    out = args.out / "pynn_spikes.npz"
+    r = subprocess.run([sys.executable, str(path), "--backend", "brian2", "--out", str(out)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        report["pynn_run"] = "failed: " + r.stderr[-2000:]
+        return report, 2
+    got = dict(np.load(out))
+    ref = GraphNetwork(graph)({k: torch.from_numpy(v)[:, None] for k, v in inputs.items()} or None, steps)
+    per = {k: float((got[k] == ref[k][:, 0].numpy()).mean()) for k in got}
+    same = sum(int((got[k] == ref[k][:, 0].numpy()).sum()) for k in got)
+    total = sum(got[k].size for k in got)
+    report.update(pynn_run="PyNN on Brian2", files=[str(path), str(out)],
+                  spikes={k: int(v.sum()) for k, v in got.items()},
+                  agreement={"compared": "PyNN (Brian2 backend) vs GraphNetwork", "steps": steps,
+                             "identical": same / total if total else 1.0, "per_layer": per})
+    return report, 0
+
+
+def _egru(name: str):
+    """The deploy function of the EGRU LM on SpiNNaker machine ``name`` (module docstring)."""
+
+    def deploy(args, model) -> tuple:
+        from ..core.errors import HardwareLimitError
+        from ..hardware_targets.spinnaker.egru_emulator import egru_emulated
+
+        size = _chips(args)
+        try:
+            rep = egru_emulated(model=model, density=args.density, valid_chars=args.valid_chars, scale=args.scale,
+                                machine=name, frac_bits=args.frac_bits, token_ms=args.token_ms, routing=True, **size)
+        except HardwareLimitError as e:
+            return {"target": name, "model": "EGRULM", "fits": False, "limit": e.target, "usage": e.usage}, 1
+        routing = rep.pop("routing")
+        files = [args.out / "egru_report.json", args.out / "egru_routing.json"]
+        report = {"target": name, "model": "EGRULM", **rep, "files": [str(f) for f in files]}
+        files[0].write_text(json.dumps(report, indent=1))
+        files[1].write_text(json.dumps(routing))
+        return report, 0
+
+    return deploy
+
+
 TARGETS = {"nir": lambda args, graph: (_nir(args, graph), 0), "loihi": _loihi,
-           "spinnaker1": _spinnaker("spinnaker1"), "spinnaker2": _spinnaker("spinnaker2")}
+           "spinnaker1": _spinnaker("spinnaker1"), "spinnaker2": _spinnaker("spinnaker2"), "pynn": _pynn}
+# targets that take an EGRU language model folder (model -> report, exit code)
+EGRU_TARGETS = {"spinnaker1": _egru("spinnaker1"), "spinnaker2": _egru("spinnaker2")}
+
+
+def _chips(args) -> dict:
+    """Machine size overrides from ``--chips W,H``."""
+    from ..core.errors import ParameterError
+
+    if args.chips is None:
+        return {}
+    try:
+        w, h = (int(a) for a in args.chips.split(","))
+    except ValueError:
+        raise ParameterError("neuro deploy", "--chips", args.chips, "two integers W,H") from None
+    return {"width": w, "height": h}
 
 
 def _rows(usage) -> list:
@@ -203,10 +295,40 @@ def _rows(usage) -> list:
     return usage["cores"] + usage["chips"] if isinstance(usage, dict) else usage
 
 
+def egru_summary(r: dict) -> str:
+    """Text lines of an EGRU LM deployment report (also printed by ``neuro demo``)."""
+    q, pt = r["quality"], r["per_token"]
+    a, pa = r["analytic"]["per_token"], r["paper"]
+    lines = [f"EGRU LM on {r['machine']}: density {r['density']}, {r['tokens']} tokens, "
+             f"{r['pes_used']} PEs + 1 I/O core on {r['chips_used']} chip(s), routing entries max {r['routing_entries_max']} "
+             f"(uncompressed {r['routing_entries_uncompressed_max']})",
+             f"  BPC float {q['float']['bpc']:.4f}, pruned {q['pruned']['bpc']:.4f}, pruned+int8 "
+             f"{q['pruned_quantized']['bpc']:.4f}, fixed point on the emulator {r['bpc_fixed_point']:.4f}",
+             f"  packets {r['packets']} ({pt['packets']:.1f}/token, {r['packet_bits']}-bit), hops {r['hops']}, "
+             f"dropped {r['dropped']}, late tokens {r['late_tokens']} of {r['tokens']} "
+             f"(token period {r['token_ms']} ms)",
+             f"  events identical to the dense fixed-point run: {r['agreement']['identical']:.4f}",
+             f"  per token: latency {pt['latency_s'] * 1e3:.3f} ms (analytic {a['latency_s'] * 1e3:.3f} ms), "
+             f"energy {pt['energy_j']:.3e} J (dynamic {pt['dynamic_j']:.3e} J; analytic {a['energy_j']:.3e} J)",
+             f"  paper (SpiNNaker 2, word-level WikiText-2 EGRU, per inference): {pa['spinnaker2_j']} J, "
+             f"{pa['spinnaker2_s'] * 1e3:.2f} ms; A100 {pa['a100_j']} J"]
+    return "\n".join(lines)
+
+
 def run(args) -> int:
+    from ..core.errors import UnsupportedLayerError
+    from ..io import load_model
+    from ..models.egru_lm import EGRULM
+
     args.out.mkdir(parents=True, exist_ok=True)
-    graph = _graph(args)
-    report, code = TARGETS[args.target](args, graph)
+    model = load_model(args.model)
+    if isinstance(model, EGRULM):
+        if args.target not in EGRU_TARGETS:
+            raise UnsupportedLayerError([("rnn", "EGRULM (gated units)")],
+                                        context=f"--target {args.target} (EGRU LMs: {', '.join(sorted(EGRU_TARGETS))})")
+        report, code = EGRU_TARGETS[args.target](args, model)
+    else:
+        report, code = TARGETS[args.target](args, _graph(args, model))
     if args.json:
         print(json.dumps(report))
     else:
@@ -216,6 +338,8 @@ def run(args) -> int:
         if "agreement" in report:
             a = report["agreement"]
             print(f"agreement ({a['compared']}): {a['identical']:.4f} identical")
+        if report.get("model") == "EGRULM" and report["fits"]:
+            print(egru_summary(report))
         for f in report.get("files", []):
             print(f"wrote {f}")
     return code

@@ -76,3 +76,37 @@ def test_deploy_spinnaker_text_report_and_bad_chips(tmp_path, capsys):
     assert main(["deploy", str(model), "--target", "spinnaker2", "--chips", "2x2", "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "--chips" in err and "'2x2'" in err and "W,H" in err
+
+
+def test_deploy_pynn_runs_on_brian2_and_agrees(tmp_path, capsys):
+    """Inputs on even steps only and no biases: every input lands on an even step, so the documented PyNN
+    convention difference (input in the step after a spike is lost) never applies."""
+    torch.manual_seed(0)
+    net = SpikingSequential(Linear(30, 50), LIF(decay=0.9, decay_input=False, step_mode="m"),
+                            Linear(50, 10), LIF(decay=0.8, decay_input=False, step_mode="m"))
+    with torch.no_grad():
+        for k in (0, 2):
+            net[k].weight.mul_(3)
+            net[k].bias.zero_()
+    model = tmp_path / "m"
+    save_model(net, model)
+    x = (np.random.default_rng(0).random((40, 1, 30)) < 0.3).astype(np.float32)      # [T, B, n]
+    x[1::2] = 0
+    np.save(tmp_path / "x.npy", x)
+    code, rep = _run(capsys, "deploy", model, "--target", "pynn", "--input", tmp_path / "x.npy",
+                     "--out", tmp_path / "o", "--json")
+    assert code == 0 and rep["target"] == "pynn" and rep["pynn_run"] == "PyNN on Brian2"
+    assert rep["agreement"]["identical"] == 1.0 and rep["steps"] == 40
+    assert rep["spikes"]["1"] > 20 and rep["spikes"]["3"] > 0
+    assert sorted(Path(f).name for f in rep["files"]) == ["model_pynn.py", "pynn_spikes.npz"]
+    assert [r["neurons"] for r in rep["usage"]] == [50, 10]
+
+
+def test_deploy_pynn_without_a_pynn_description_is_a_typed_error(tmp_path, capsys):
+    torch.manual_seed(0)
+    net = SpikingSequential(Linear(6, 4), LIF(decay=0.9, v_reset=None, step_mode="m"))     # soft reset
+    save_model(net, tmp_path / "soft")
+    assert main(["deploy", str(tmp_path / "soft"), "--target", "pynn", "--steps", "5",
+                 "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "soft reset" in err and not (tmp_path / "o" / "model_pynn.py").exists()

@@ -18,6 +18,12 @@ a JSON file or a :class:`~neuro.hardware_targets.spinnaker.machine.Machine`) and
 :class:`neuro.energy.Counts` (:mod:`.energy`; :func:`router_priced` prices packets and hops);
 :func:`to_spinnaker2` and :func:`to_pynn` describe the network for py-spinnaker2 and PyNN (:mod:`.export`).
 
+The EGRU language model has its own path (gated units do not run on the LIF neuron cores):
+:func:`egru_on_spinnaker2` (:mod:`.egru`) prices it by formula, :func:`egru_emulated`
+(:mod:`.egru_emulator`) runs its pruned int8 fixed-point network packet by packet on placed PEs with
+graded events as payload packets through these routing tables. :mod:`.plots` draws the placement,
+the routing table sizes and the per-core load of either kind of mapping.
+
 Whatever does not fit raises :class:`~neuro.core.errors.HardwareLimitError` with the usage of the
 population, core or chip concerned; EGRU layers raise :class:`~neuro.core.errors.UnsupportedLayerError`.
 
@@ -41,7 +47,9 @@ from .routing import Routing, route_all, walk
 
 _LAZY = {"emulation_counts": "energy", "router_priced": "energy", "to_spinnaker2": "export",
          "write_spinnaker2": "export", "to_pynn": "export", "write_pynn": "export",
-         "egru_on_spinnaker2": "egru", "map_egru": "egru", "compress_lm": "egru"}
+         "egru_on_spinnaker2": "egru", "map_egru": "egru", "compress_lm": "egru",
+         "egru_emulated": "egru_emulator", "fixed_egru": "egru_emulator", "map_fixed": "egru_emulator",
+         "emulate_egru": "egru_emulator"}
 __all__ = ["Machine", "Mapping", "Slice", "bundled_machines", "load_machine", "map_graph", "parse_machine"] + sorted(_LAZY)
 
 

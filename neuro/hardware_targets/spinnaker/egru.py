@@ -31,6 +31,9 @@ neuro :class:`~neuro.models.egru_lm.EGRULM`:
    routers priced per packet (:func:`~neuro.hardware_targets.spinnaker.energy.router_priced`) for
    the dynamic part, plus the chip static power :math:`N_{chips} P_{chip}` times the latency.
    The A100 figure prices the dense products of the same model on the ``gpu`` model.
+
+The same network run packet by packet through the routers, with fixed-point payloads and events
+checked against a dense run: :mod:`.egru_emulator`.
 """
 from __future__ import annotations
 
@@ -141,13 +144,19 @@ def slice_memory(n_in: int, n_rec: int, units: int, nonzeros: int, machine: Mach
 def map_egru(model, machine="spinnaker2", **machine_overrides) -> list:
     """PE slices of the EGRULM ``model``'s layers (module docstring): one dict per PE with layer, lo,
     hi, units, nonzeros (input, recurrent), memory_bytes, budget, chip and pe."""
-    m = load_machine(machine, **machine_overrides)
+    return slice_layers([_row_counts(layer) for layer in model.rnn.layers],
+                        load_machine(machine, **machine_overrides))
+
+
+def slice_layers(counts: list, m: Machine) -> list:
+    """PE slices (as :func:`map_egru`) of layers given by their nonzero counts per (presynaptic
+    column, unit): ``counts`` = [(c_in [I, H], c_rec [H, H]), ...]. HardwareLimitError with per-PE
+    usage when one unit does not fit a PE or the PEs exceed the machine."""
     budget, cap = m.core_budget_bytes, m.neurons_per_core
     pes = []
-    for li, layer in enumerate(model.rnn.layers):
-        c_in, c_rec = _row_counts(layer)
+    for li, (c_in, c_rec) in enumerate(counts):
         per_unit = c_in.sum(0) + c_rec.sum(0)                          # [H] stored weights of each unit
-        I, H = layer.input_size, layer.hidden_size
+        I, H = c_in.shape
         lo = 0
         while lo < H:
             hi, nnz = lo, 0

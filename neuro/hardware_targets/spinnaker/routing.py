@@ -185,7 +185,13 @@ def block_tree(block: Block, parents: dict, machine: Machine) -> dict:
 
 def route_all(graph: Graph, slices: list, delays: DelayPlan, machine: Machine, compress: bool = True) -> Routing:
     """Keys, trees and per-chip tables of a placed mapping; tables compressed to ``router_entries``."""
-    targets = block_targets(graph, slices, delays)
+    return route_targets(slices, block_targets(graph, slices, delays), machine, compress)
+
+
+def route_targets(slices: list, targets: dict, machine: Machine, compress: bool = True) -> Routing:
+    """Keys, trees and compressed tables for placed ``slices`` and ``targets`` {(slice index, stage):
+    set of target slice indices} (what :func:`route_all` derives from a graph; the EGRU mapping
+    gives its own)."""
     bits, blocks = allocate_blocks(slices, targets, machine)
     parents_of, trees, tables, care = {}, {}, {}, {}
     for b in blocks:

@@ -287,7 +287,8 @@ def egru_on_spinnaker2(model_dir=None, density: float = 0.5, valid_chars: int = 
             raise ParameterError("egru_on_spinnaker2", "valid_chars", valid_chars, "an integer >= 2")
         from ...data.text import tinyshakespeare
 
-        ids = tinyshakespeare().valid[:valid_chars]
+        splits = tinyshakespeare()
+        ids = model.tokenizer.encode(splits.tokenizer.decode(splits.valid[:valid_chars]))   # the model's own ids
     ids = torch.as_tensor(ids, dtype=torch.int64)
     m = load_machine(machine, **machine_overrides)
     pruned, _ = compress_lm(model, density, quantize=False)

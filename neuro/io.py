@@ -86,6 +86,7 @@ _BUILTIN = {
     "SpikingSequential": "neuro.models.sequential:SpikingSequential",
     "Flatten": "neuro.models.sequential:Flatten",
     "SpikingTransformer": "neuro.converters.spiking_transformer:SpikingTransformer",
+    "SpikingRWKV": "neuro.converters.spiking_rwkv:SpikingRWKV", "QuantizedRWKV": "neuro.converters.spiking_rwkv:QuantizedRWKV",
     "Pool2d": "neuro.ir.build:Pool2d",
     "TransformerLM": "neuro.models.transformer:TransformerLM",
     "RWKVLM": "neuro.models.rwkv:RWKVLM",

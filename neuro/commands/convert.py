@@ -1,25 +1,26 @@
-"""``neuro convert``: a trained Transformer (neuro or Hugging Face folder) -> a spiking model folder.
+"""``neuro convert``: a trained Transformer or RWKV (neuro or Hugging Face folder) -> a spiking model folder.
 
     neuro convert MODEL_DIR --timesteps 8 --calibration calib.txt --out snn_dir [--json] [--eval-chars 2000]
 
-MODEL_DIR is a neuro model folder holding a TransformerLM, or a Hugging Face folder (``config.json``
+MODEL_DIR is a neuro model folder holding a TransformerLM or an RWKVLM, or a Hugging Face folder (``config.json``
 with ``model_type``; safetensors weights, a pickle only with ``--trust-pickle``). The calibration file
 is UTF-8 text in the model's character vocabulary, or token ids (``.npy``/``.safetensors``) for models
 without one. The spiking model is scored against the float model and its quantized twin on the
 first ``--eval-chars`` characters of ``--eval`` (default: the bundled Tiny Shakespeare valid split for
 char-level models, seeded random tokens otherwise) and saved to OUT_DIR (atomically: a failed
-conversion leaves no folder behind).
+conversion leaves no folder behind). RWKV models are scored in windows of 128 tokens, each from the
+empty state (their training length; RWKV itself has no context limit).
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-HELP = "convert a Transformer language model into a spiking model and report its fidelity"
+HELP = "convert a Transformer or RWKV language model into a spiking model and report its fidelity"
 
 
 def add_arguments(p):
-    p.add_argument("model", type=Path, help="neuro model folder (TransformerLM) or Hugging Face folder")
+    p.add_argument("model", type=Path, help="neuro model folder (TransformerLM, RWKVLM) or Hugging Face folder")
     p.add_argument("--timesteps", "-T", type=int, default=8, help="timesteps T = bits per activation (default 8)")
     p.add_argument("--calibration", type=Path, required=True,
                    help="calibration text (UTF-8, model vocabulary) or token ids (.npy/.safetensors)")
@@ -41,6 +42,11 @@ def _calibration(path: Path):
 
         return load_input(path).long()
     return path
+
+
+def _arch(model) -> str:
+    """The architecture's name: the config's ``arch`` (Transformers), else the model class (``RWKVLM``)."""
+    return getattr(model.config, "arch", None) or type(model).__name__
 
 
 def run(args) -> int:
@@ -75,7 +81,7 @@ def run(args) -> int:
         bar.update()
         bar.set_postfix_str("report")
         ids = eval_ids(model, args.eval_chars, args.eval)
-        if model.config.is_encoder:
+        if getattr(model.config, "is_encoder", False):
             L = model.config.max_seq
             ids = ids[: max(1, len(ids) // L) * L]
             ids = ids.view(-1, min(L, len(ids)))[:8]
@@ -83,7 +89,7 @@ def run(args) -> int:
         bar.update()
     out = save_model(snn, args.out, overwrite=args.overwrite)
     doc = {"model": str(args.model), "out": str(out), "timesteps": args.timesteps,
-           "arch": model.config.arch, "unsupported_ops": [], "validated_modules": len(val.modules),
+           "arch": _arch(model), "unsupported_ops": [], "validated_modules": len(val.modules),
            "calibration": calib.summary() | {"outlier_channels": {k: len(v) for k, v in calib.outliers.items()}},
            "eval_tokens": int(ids.numel()), **rep.to_dict()}
     doc["not_accumulate_only"] = [{"layer": r["layer"], "op": r["op"], "mac_per_token": r["mac_per_token"],
@@ -92,7 +98,7 @@ def run(args) -> int:
     if args.json:
         print(json.dumps(doc))
         return 0
-    print(f"converted {args.model} ({model.config.arch}, {len(val.modules)} modules) at T = {args.timesteps} -> {out}")
+    print(f"converted {args.model} ({_arch(model)}, {len(val.modules)} modules) at T = {args.timesteps} -> {out}")
     if rep.metric == "perplexity":
         print(f"  perplexity: float {rep.ann:.4f}  quantized twin {rep.twin:.4f}  spiking {rep.snn:.4f} "
               f"({100 * (rep.snn / rep.ann - 1):+.2f}% vs float) on {ids.numel()} tokens")

@@ -1,5 +1,5 @@
-"""Converters into neuro: SpikingJelly networks (:func:`from_spikingjelly`) and Transformer language
-models into spiking Transformers (:func:`convert`, with its stages :func:`validate`, :func:`calibrate`,
+"""Converters into neuro: SpikingJelly networks (:func:`from_spikingjelly`) and Transformer and RWKV language
+models into spiking Transformers and spiking RWKVs (:func:`convert`, with its stages :func:`validate`, :func:`calibrate`,
 :func:`map_model`, :func:`report`; :func:`demo_conversion` for the demo), reading Hugging Face folders
 (:func:`load_hf_folder`, :func:`from_hf`).
 
@@ -16,6 +16,7 @@ _LAZY = {"from_spikingjelly": "neuro.converters.spikingjelly",
          "ConversionParams": "neuro.converters.spiking_transformer",
          "SpikingTransformer": "neuro.converters.spiking_transformer",
          "QuantizedTransformer": "neuro.converters.spiking_transformer",
+         "SpikingRWKV": "neuro.converters.spiking_rwkv", "QuantizedRWKV": "neuro.converters.spiking_rwkv",
          "demo_conversion": "neuro.converters.workflow",
          "load_hf_folder": "neuro.converters.huggingface", "from_hf": "neuro.converters.huggingface"}
 

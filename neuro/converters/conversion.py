@@ -29,6 +29,10 @@ tightened where needed so that every synapse and product sum stays exact in floa
 (one bit up to T = 8, then a quarter of the bits beyond 8: :attr:`ConversionParams.headroom`); values
 beyond that saturate at ``(2^T - 1) s_c``. Attention probabilities use the fixed step ``2^-T`` (range
 [0, 1]). The non-linear operators' output grids are ``2^(ceil(log2 max) - fine_bits)``.
+
+Other architectures. :data:`BACKENDS` maps a model class to the module holding its own stages
+(``validate``, ``calibrate``, ``map_model``, ``report``): every public stage here, and :func:`convert`,
+hands such a model to them (:class:`~neuro.models.rwkv.RWKVLM`: :mod:`~neuro.converters.spiking_rwkv`).
 """
 from __future__ import annotations
 
@@ -45,6 +49,26 @@ from ..models.transformer import (MLP, Attention, Block, Embeddings, GatedMLP, M
                                   Softmax, TransformerLM, evaluate_lm)
 from .spiking_ops import DTYPE, exact_in_float32, pow2_step, quantize_weight
 from .spiking_transformer import ConversionParams, QuantizedTransformer, SpikingTransformer
+
+
+# ------------------------------------------------------------------------------------ backends
+# "module.Class" of a float model -> "module:attribute" of the object holding its conversion stages
+# (validate, calibrate, map_model, report); imported on first use. TransformerLM is served by this module.
+BACKENDS: dict[str, str] = {
+    "neuro.models.rwkv.RWKVLM": "neuro.converters.spiking_rwkv:BACKEND",
+}
+
+
+def backend_for(model):
+    """The conversion stages registered for ``model``'s class (or a base class), or None (Transformer path)."""
+    import importlib
+
+    for cls in type(model).__mro__:
+        target = BACKENDS.get(f"{cls.__module__}.{cls.__qualname__}")
+        if target is not None:
+            mod, _, attr = target.partition(":")
+            return getattr(importlib.import_module(mod), attr)
+    return None
 
 
 # ------------------------------------------------------------------------------------ validate
@@ -87,6 +111,9 @@ class ValidationRecord:
 def validate(model: nn.Module) -> ValidationRecord:
     """Walk every submodule of ``model``; raise one :class:`UnsupportedLayerError` listing every module
     (path and op) without a spiking mapping, before anything is converted."""
+    backend = backend_for(model)
+    if backend is not None:
+        return backend.validate(model)
     bad, seen = [], []
 
     def walk(path, m):
@@ -194,6 +221,9 @@ def _absmax(t: torch.Tensor, keep: Iterable[int]) -> torch.Tensor:
 def calibrate(model: TransformerLM, calibration, max_tokens: int = 8192, outlier_ratio: float = 8.0,
               progress: bool = False) -> CalibrationRecord:
     """Run the float model on the calibration data and record the ranges the encoders and grids need."""
+    backend = backend_for(model)
+    if backend is not None:
+        return backend.calibrate(model, calibration, max_tokens, outlier_ratio, progress)
     validate(model)
     batches = calibration_batches(model, calibration, max_tokens)
     cfg = model.config
@@ -368,6 +398,9 @@ def map_model(model: TransformerLM, calib: CalibrationRecord, params: Conversion
 
     Returns the model; its ``records["map"]`` is a :class:`MapRecord`.
     """
+    backend = backend_for(model)
+    if backend is not None:
+        return backend.map_model(model, calib, params, twin)
     validate(model)
     if isinstance(params, dict):
         params = ConversionParams.from_dict(params)
@@ -467,6 +500,9 @@ def report(model: TransformerLM, snn: SpikingTransformer, twin: Optional[Quantiz
            seq_len: Optional[int] = None, batch_size: int = 8, layers: bool = True) -> FidelityReport:
     """Compare ``snn`` with the float ``model`` and the ``twin`` on ``ids`` (a 1-D token stream for
     decoders, scored with :func:`~neuro.models.transformer.evaluate_lm`; ``[B, L]`` for encoders)."""
+    backend = backend_for(model)
+    if backend is not None:
+        return backend.report(model, snn, twin, ids, seq_len, batch_size, layers)
     L = int(seq_len or model.config.max_seq)
     ids = torch.as_tensor(ids).long()
     with torch.no_grad():
@@ -496,7 +532,8 @@ def convert(model: TransformerLM, calibration, timesteps: int = 8, weight_bits: 
             spread_bits: int = 8, headroom_bits: Optional[int] = None, max_calibration_tokens: int = 8192,
             eval_ids: Optional[torch.Tensor] = None,
             progress: bool = False) -> SpikingTransformer:
-    """Convert a :class:`~neuro.models.transformer.TransformerLM` into a :class:`SpikingTransformer`.
+    """Convert a :class:`~neuro.models.transformer.TransformerLM` into a :class:`SpikingTransformer`, or an
+    :class:`~neuro.models.rwkv.RWKVLM` into a :class:`~neuro.converters.spiking_rwkv.SpikingRWKV` (:data:`BACKENDS`).
 
     Args:
         model: the float model (every module must have a spiking mapping, see :func:`validate`).

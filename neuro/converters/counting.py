@@ -19,6 +19,10 @@ Per time step ``t`` (every input carries a leading time axis):
   rotary 0 and 2, the gate product 0 and 1. These are the operations that are not accumulate-only.
 * :class:`Inject` and :class:`Integrate` (the window's input and output) and the embedding lookup:
   no operations.
+* converted RWKV (:mod:`~neuro.converters.spiking_rwkv`): the sigmoid (1 evaluation, 1 multiply: the
+  division) and squared ReLU (1 and 1) as above; :class:`SpikingWKV` per output element and step its
+  read (2 exponentials and a division: 3 evaluations, 3 multiplies) and, at the window's last step, the
+  state update (2 exponentials, 3 multiplies); the token shift moves spike trains: no operations.
 """
 from __future__ import annotations
 
@@ -106,6 +110,28 @@ def register() -> None:
     for cls in (Inject, Integrate):
         register_rule(cls, "passive", passive_rule)
     for cls in (SpikingTransformer, QBlock, QAttention, QMLP, QGatedMLP, QEmbeddings):
+        register_container(cls)
+
+
+def wkv_rule(m, x, y, act) -> dict:
+    T = y.shape[0]
+    n = y[0].numel()
+    last = torch.zeros(T, dtype=torch.int64)
+    last[-1] = 1
+    return {"nonlinear": m.evals * n + last * (m.state_evals * n), "mac": m.mults * n + last * (m.state_mults * n),
+            "mem_read_byte": torch.full((T,), 2 * n * x.element_size(), dtype=torch.int64),
+            "mem_write_byte": torch.full((T,), n * y.element_size(), dtype=torch.int64)}
+
+
+def register_rwkv() -> None:
+    """Register the rules of the converted RWKV's operators (called when its module is imported)."""
+    from .spiking_rwkv import (QChannelMix, QRWKVBlock, QRWKVEmbed, QTimeMix, SpikingRWKV, SpikingShift,
+                               SpikingSigmoid, SpikingSquaredReLU, SpikingWKV)
+    for cls in (SpikingSigmoid, SpikingSquaredReLU):
+        register_rule(cls, "nonlinear", accdiff_rule)
+    register_rule(SpikingWKV, "nonlinear", wkv_rule)
+    register_rule(SpikingShift, "passive", passive_rule)
+    for cls in (SpikingRWKV, QRWKVBlock, QTimeMix, QChannelMix, QRWKVEmbed):
         register_container(cls)
 
 

@@ -14,22 +14,23 @@ import torch
 
 from ..core.errors import FormatError, ParameterError
 from ..models.transformer import TransformerLM, generate
-from .conversion import calibrate, map_model, quantized_twin, report, validate
+from .conversion import backend_for, calibrate, map_model, quantized_twin, report, validate
 from .spiking_transformer import ConversionParams
 
 BUNDLED = Path(__file__).resolve().parent.parent / "data" / "models"
 
 
 def bundled_model_dir(name: str = "gpt-char") -> Path:
-    """Folder of a bundled trained checkpoint (``gpt-char`` or ``llama-char``)."""
+    """Folder of a bundled trained checkpoint (``gpt-char``, ``llama-char`` or ``rwkv-char``)."""
     path = BUNDLED / name
     if not (path / "config.json").is_file():
         raise FormatError(str(path), None, None, "no bundled model folder of this name")
     return path
 
 
-def load_any(folder, trust_pickle: bool = False) -> TransformerLM:
-    """A :class:`TransformerLM` from a neuro model folder or a Hugging Face folder (``config.json``
+def load_any(folder, trust_pickle: bool = False):
+    """A :class:`TransformerLM` or an :class:`~neuro.models.rwkv.RWKVLM` (any class with conversion stages in
+    :data:`~neuro.converters.conversion.BACKENDS`) from a neuro model folder or a Hugging Face folder (``config.json``
     with ``model_type``/``architectures``), read with safetensors only unless ``trust_pickle``."""
     from ..io import load_model
 
@@ -46,8 +47,9 @@ def load_any(folder, trust_pickle: bool = False) -> TransformerLM:
 
         return load_hf_folder(folder, trust_pickle=trust_pickle)
     model = load_model(folder)
-    if not isinstance(model, TransformerLM):
-        raise ParameterError("convert", "model", type(model).__name__, "a TransformerLM model folder")
+    if not isinstance(model, TransformerLM) and backend_for(model) is None:
+        raise ParameterError("convert", "model", type(model).__name__,
+                             "a TransformerLM or RWKVLM model folder (see neuro.converters.conversion.BACKENDS)")
     return model
 
 

@@ -7,9 +7,11 @@
 MODEL_DIR holds a SpikingSequential (fed ``--input``, a .npy or .safetensors tensor [T, B, ...], run
 in step mode 'm' under an :class:`~neuro.energy.OpCounter`; its ANN twin with ReLU is counted on the
 time-mean input for ``ann_energy_j``) or a RecurrentNetwork (run for ``--steps``, counted from its
-spikes), or a language model (a converted SpikingTransformer or a float TransformerLM, fed the
-characters of a .txt ``--input`` and reported per token, with the float original counted for
-``ann_energy_j``). Targets: names of built-in energy models or paths of .json/.toml model files.
+spikes), or a language model (a converted SpikingTransformer or SpikingRWKV, a float TransformerLM
+or RWKVLM, or a SpikeGPT; fed the characters of a .txt ``--input`` and reported per token, with the
+float original counted for ``ann_energy_j``; see :mod:`neuro.energy.language` for how each family
+reads a text: Transformers in windows of their context, RWKV streamed with its state carried).
+Targets: names of built-in energy models or paths of .json/.toml model files.
 """
 from __future__ import annotations
 
@@ -20,7 +22,8 @@ HELP = "count synaptic ops, neuron updates and memory traffic of a saved model a
 
 
 def add_arguments(p):
-    p.add_argument("model", type=Path, help="saved model folder (SpikingSequential, RecurrentNetwork, or a converted or float language model)")
+    p.add_argument("model", type=Path, help="saved model folder (SpikingSequential, RecurrentNetwork, or a converted "
+                                            "or float language model: Transformer, RWKV, SpikeGPT)")
     p.add_argument("--input", type=Path, default=None,
                    help="input tensor [T, B, ...] (.npy or .safetensors) for a feed-forward model")
     p.add_argument("--steps", type=int, default=1000, help="steps to run a RecurrentNetwork (default 1000)")
@@ -125,10 +128,9 @@ def report_for(model, x=None, steps: int = 1000, targets="45nm", engine: str = "
 
 
 def _is_language_model(model) -> bool:
-    from ..converters.spiking_transformer import SpikingTransformer
-    from ..models.transformer import TransformerLM
+    from ..energy.language import language_kind
 
-    return isinstance(model, (SpikingTransformer, TransformerLM))
+    return language_kind(model) is not None
 
 
 def run(args) -> int:

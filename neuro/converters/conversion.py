@@ -218,6 +218,25 @@ def _absmax(t: torch.Tensor, keep: Iterable[int]) -> torch.Tensor:
     return t.detach().abs().double().amax(dim=red) if red else t.detach().abs().double()
 
 
+def run_hooked(model: nn.Module, batches, hooks: list, progress: bool = False) -> int:
+    """Runs the float model on every calibration batch (``[B, L]`` token ids) with its recording hooks
+    attached, removes the hooks whatever happens, and returns the number of tokens seen."""
+    tokens = 0
+    try:
+        with torch.no_grad():
+            it = batches
+            if progress:
+                from tqdm.auto import tqdm
+                it = tqdm(batches, desc="calibrate", unit="batch", leave=False)
+            for ids in it:
+                model(ids)
+                tokens += ids.numel()
+    finally:
+        for h in hooks:
+            h.remove()
+    return tokens
+
+
 def calibrate(model: TransformerLM, calibration, max_tokens: int = 8192, outlier_ratio: float = 8.0,
               progress: bool = False) -> CalibrationRecord:
     """Run the float model on the calibration data and record the ranges the encoders and grids need."""
@@ -273,19 +292,7 @@ def calibrate(model: TransformerLM, calibration, max_tokens: int = 8192, outlier
         reg_post(model.norm_f, "norm_f")
     if model.embed.norm is not None:
         reg_post(model.embed.norm, "embed.norm")
-    tokens = 0
-    try:
-        with torch.no_grad():
-            it = batches
-            if progress:
-                from tqdm.auto import tqdm
-                it = tqdm(batches, desc="calibrate", unit="batch", leave=False)
-            for ids in it:
-                model(ids)
-                tokens += ids.numel()
-    finally:
-        for h in hooks:
-            h.remove()
+    tokens = run_hooked(model, batches, hooks, progress)
     # the embedding sum is bounded by its tables (so every token, seen or not, fits the grid)
     e = model.embed
     bound = e.tok.weight.detach().abs().double().amax()

@@ -58,7 +58,7 @@ from ..models.rwkv import (P0, WKV, Block, ChannelMix, RWKVConfig, RWKVLM, Squar
                            WKVState)
 from ..models.transformer import Mul, evaluate_lm
 from .conversion import (EXACT_BITS, CalibrationRecord, FidelityReport, MapRecord, ValidationRecord, _absmax,
-                         _grid, calibration_batches, cosine, op_table)
+                         _grid, calibration_batches, cosine, op_table, run_hooked)
 from .spiking_ops import (DTYPE, SPIKING_OPS, TWIN_OPS, AccDiff, GridOp, OpSet, exact_in_float32, pow2_step,
                           q_grid, quantize_weight, running_sum, step_difference)
 from .spiking_transformer import ConversionParams
@@ -484,19 +484,7 @@ def calibrate(model: RWKVLM, calibration, max_tokens: int = 8192, outlier_ratio:
         in_range(b.att.output, f"{p}.att.enc_y")
         in_range(b.ffn.value, f"{p}.ffn.enc_h")
     out_range(model.ln_out, "ln_out", enc="enc_f")
-    tokens = 0
-    try:
-        with torch.no_grad():
-            it = batches
-            if progress:
-                from tqdm.auto import tqdm
-                it = tqdm(batches, desc="calibrate", unit="batch", leave=False)
-            for ids in it:
-                model(ids)
-                tokens += ids.numel()
-    finally:
-        for h in hooks:
-            h.remove()
+    tokens = run_hooked(model, batches, hooks, progress)
     outputs["embed"] = model.emb.weight.detach().abs().double().amax()
     outliers = {}
     for key, r in ranges.items():

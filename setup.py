@@ -1,14 +1,17 @@
 """Build script for the compiled backend; the package metadata lives in pyproject.toml.
 
-``neuro._native`` is two small C extension modules (no torch headers; a few seconds to compile):
+``neuro._native`` is three small C extension modules (no torch headers; a few seconds to compile):
 
 * ``_kernels`` (kernels.c): event kernels over dense rows. FMA contraction allowed, results equal the
   dense products to float tolerance.
 * ``_engine`` (engine.c): the fused LIF steps, the whole-run recurrent engine, the counter-based RNG
   and the CSR kernels, compiled with ``-ffp-contract=off`` so that their arithmetic matches the
   PyTorch step functions bit for bit.
+* ``_spiking`` (spiking.c): fused time-axis passes of the converted spiking Transformer (encoders,
+  running and window sums, grid rounding with step differences), also ``-ffp-contract=off``: bit for
+  bit the PyTorch expressions they replace.
 
-Both are optional: where they do not build (no C compiler, no OpenMP), the install still succeeds
+All are optional: where they do not build (no C compiler, no OpenMP), the install still succeeds
 and the package runs on its PyTorch kernels.
 """
 import os
@@ -35,4 +38,5 @@ def native(name: str, source: str, contract: str) -> Extension:
                      extra_compile_args=cflags + extra, extra_link_args=lflags, optional=True)
 
 
-setup(ext_modules=[native("_kernels", "kernels.c", "fast"), native("_engine", "engine.c", "off")])
+setup(ext_modules=[native("_kernels", "kernels.c", "fast"), native("_engine", "engine.c", "off"),
+                   native("_spiking", "spiking.c", "off")])

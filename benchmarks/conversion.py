@@ -13,9 +13,11 @@
    configs in memory, no network): calibrated on 8 x 64 random tokens, compared on 4 x 64 other random
    tokens. Per T: cosine similarity of the logits (hidden states for BERT) with the float model.
    Target: >= 0.999 at T = 16.
-3. Speed: CPU wall time of the GPT's spiking model at the smallest T meeting the fidelity target vs
-   the float model on the same input (4 x 128 tokens), median of ``--reps`` runs after a warm-up,
-   interleaved; the ratio spiking / float is printed. Aim: <= 3x.
+3. Speed: CPU wall time of the GPT's spiking model vs the float model on the same input (4 x 128
+   tokens), at the smallest T meeting the fidelity target and at T = 8 and 16 (those in
+   ``--timesteps``): median of ``--reps`` runs after a warm-up, float and spiking interleaved; the
+   ratio spiking / float is printed, and where the spiking model's time goes (one more run with
+   timing hooks, per operator kind; "glue" is the rest: residual adds, embedding, reshapes). Aim: <= 3x.
 
 Prints tables (and ``--json``) and writes the fidelity plot (perplexity and 1 - cosine vs T).
 Exit code 0, or 1 when a target is missed.
@@ -118,25 +120,76 @@ def hf_models(Ts, log):
     return out
 
 
-def speed(model, snn, reps, log):
+# operator kind -> spiking operator classes (by name) whose forward time the breakdown adds up
+TIME_KINDS = {
+    "synapses (linear)": ("SpikingLinear",),
+    "spike products (QK^T, PV)": ("SpikingMatMul",),
+    "encoders": ("BitSerialEncoder",),
+    "softmax": ("SpikingSoftmax",),
+    "norms": ("SpikingLayerNorm", "SpikingRMSNorm"),
+    "activations, gate, rotary": ("SpikingActivation", "SpikingMul", "SpikingRotary"),
+}
+
+
+def time_breakdown(snn, x) -> dict:
+    """Seconds per operator kind (:data:`TIME_KINDS`) in one forward pass, and the rest ("glue")."""
+    import torch
+
+    kind_of = {c: k for k, cs in TIME_KINDS.items() for c in cs}
+    spent = dict.fromkeys(list(TIME_KINDS) + ["glue"], 0.0)
+    starts, handles = {}, []
+
+    def pre(m, args):
+        starts[id(m)] = time.perf_counter()
+
+    def post(m, args, out):
+        spent[kind_of[type(m).__name__]] += time.perf_counter() - starts.pop(id(m))
+
+    for m in snn.modules():
+        if type(m).__name__ in kind_of:
+            handles += [m.register_forward_pre_hook(pre), m.register_forward_hook(post)]
+    try:
+        with torch.no_grad():
+            t0 = time.perf_counter()
+            snn(x)
+            total = time.perf_counter() - t0
+    finally:
+        for h in handles:
+            h.remove()
+        for m in snn.modules():  # operators keep their second input while hooked (for operation counters)
+            if getattr(m, "_observed_b", None) is not None:
+                m._observed_b = None
+    spent["glue"] = max(0.0, total - sum(spent.values()))
+    return {"total_s": total, "kinds_s": spent}
+
+
+def speed(model, snns: dict, reps, log):
+    """Float vs spiking wall time per T (``snns``: T -> spiking model), medians of interleaved runs."""
     import torch
 
     x = torch.randint(0, model.config.vocab_size, (4, model.config.max_seq), generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        model(x), snn(x)  # warm-up
-        tf, ts = [], []
-        for _ in range(reps):
-            t0 = time.perf_counter()
-            model(x)
-            tf.append(time.perf_counter() - t0)
-            t0 = time.perf_counter()
-            snn(x)
-            ts.append(time.perf_counter() - t0)
-    f, s = statistics.median(tf), statistics.median(ts)
-    log(f"\nspeed on {tuple(x.shape)} tokens, T = {snn.timesteps}: float {1e3 * f:.1f} ms, spiking {1e3 * s:.1f} ms "
-        f"(median of {reps}), ratio {s / f:.1f}x")
-    return {"tokens": list(x.shape), "timesteps": snn.timesteps, "float_s": f, "spiking_s": s, "ratio": s / f,
-            "float_runs_s": tf, "spiking_runs_s": ts}
+    out = {"tokens": list(x.shape), "threads": torch.get_num_threads(), "by_T": {}}
+    log(f"\nspeed on {tuple(x.shape)} tokens ({torch.get_num_threads()} threads), median of {reps} interleaved runs:")
+    log(f"{'T':>3} {'float ms':>9} {'spiking ms':>11} {'ratio':>7}   spiking time by operator kind")
+    for T, snn in sorted(snns.items()):
+        with torch.no_grad():
+            model(x), snn(x)  # warm-up
+            tf, ts = [], []
+            for _ in range(reps):
+                t0 = time.perf_counter()
+                model(x)
+                tf.append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                snn(x)
+                ts.append(time.perf_counter() - t0)
+        f, s = statistics.median(tf), statistics.median(ts)
+        parts = time_breakdown(snn, x)
+        share = {k: v / parts["total_s"] for k, v in parts["kinds_s"].items()}
+        log(f"{T:>3} {1e3 * f:>9.1f} {1e3 * s:>11.1f} {s / f:>6.1f}x   "
+            + ", ".join(f"{k} {100 * v:.0f}%" for k, v in sorted(share.items(), key=lambda kv: -kv[1])))
+        out["by_T"][T] = {"float_s": f, "spiking_s": s, "ratio": s / f, "float_runs_s": tf, "spiking_runs_s": ts,
+                          "time_share": share}
+    return out
 
 
 def plot(chars, hf, path):
@@ -193,9 +246,13 @@ def main(argv=None) -> int:
         result["char_models"][name] = {k: v for k, v in res.items() if k not in ("model", "snn")}
     if hf and 16 in Ts:
         ok &= all(row[16] >= 0.999 for row in hf.values())
-    if not args.skip_speed and "gpt-char" in chars and chars["gpt-char"]["target_T"] is not None:
+    if not args.skip_speed and "gpt-char" in chars:
         res = chars["gpt-char"]
-        result["speed"] = speed(res["model"], res["snn"][res["target_T"]], args.reps, log)
+        wanted = {T for T in (res["target_T"], 8, 16) if T is not None}
+        snns = {T: m for T, m in res["snn"].items() if T in wanted}
+        if snns:
+            result["speed"] = speed(res["model"], snns, args.reps, log)
+            result["speed"]["target_T"] = res["target_T"]
     if chars or hf:
         result["plot"] = str(plot(chars, hf, args.plot))
         log(f"fidelity plot: {args.plot}")

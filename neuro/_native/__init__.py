@@ -1,6 +1,6 @@
 r"""Compiled backend: event kernels, a fused multi-step LIF and a whole-run recurrent engine.
 
-Two small C extension modules are built at install time (``setup.py``; no torch headers):
+Three small C extension modules are built at install time (``setup.py``; no torch headers):
 
 * ``_kernels``: products of a sparse input with a dense matrix (``rows_matmul``,
   ``outer_accumulate``; FMA allowed, equal to the dense products to float tolerance) and a fast
@@ -8,6 +8,8 @@ Two small C extension modules are built at install time (``setup.py``; no torch 
 * ``_engine``: the fused LIF forward and backward, the recurrent engine, the counter-based RNG and
   the CSR kernels, compiled without FMA contraction so that they reproduce the PyTorch code bit for
   bit (the LIF forward, the recurrent run, the CSR products in TorchKernels' summation order).
+* ``_spiking`` (wrapped by :mod:`neuro._native.timeaxis`): fused time-axis passes of the converted
+  spiking Transformer, also without FMA contraction (bit for bit the PyTorch expressions they replace).
 
 Importing this module registers, when the extension was built:
 

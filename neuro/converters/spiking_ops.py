@@ -53,6 +53,30 @@ char-level GPT and Llama it uses at most 35 of the 53 bits at T = 16 (27 at T = 
 speed: spikes (signed powers of two), a synapse's per-step sum when its bound is below 2^24
 (:func:`exact_in_float32`), and the element-wise functions and softmax (evaluated in float32 in
 both models on the same input, rounded onto their power-of-two grid, which is exact in float32).
+
+Fast paths (same values bit for bit; ``tests/converters/test_spiking_speedpaths.py``):
+
+* fused time-axis passes (:mod:`neuro._native.timeaxis`, compiled; each falls back to the PyTorch
+  expression when the extension is missing): the encoder's codes and planes in one pass, running and
+  window sums, the grid rounding with its step differences, with one IEEE operation per value as in
+  PyTorch;
+* event-driven synapses: the encoder marks which channels spike at each step (``_active_channels``);
+  a step where fewer than half of them do multiplies only their weight columns (the others are exactly
+  zero, so every per-step sum is the same). With MSB-first planes these are the leading steps;
+* float32 where provably exact: the synapses' per-step sums (:func:`exact_in_float32`); the spike
+  products when the bound checked on the data at each call holds (:class:`SpikingMatMul`); the outputs
+  of the accumulated-difference operators when every ``|F_t| / g < 2^23`` (so ``F_t`` and
+  ``F_t - F_{t-1}`` are float32 numbers; checked in the same pass, float64 otherwise). Float32 outputs
+  are enabled per module by ``narrow_output``, which :class:`~neuro.converters.spiking_transformer.SpikingTransformer`
+  sets where every receiver sums or widens in float64 (encoders, accumulated-difference operators,
+  the float64 residual stream, the readout); :func:`running_sum` and :func:`window_sum` return float64
+  whatever the train's dtype.
+
+Cost floor. The spiking model does per step what the float model does once: ``T`` planes through
+every synapse (``T`` times the float model's matrix products, less the skipped columns), ``T`` running-sum
+products per attention product, and ``T`` evaluations of every non-linear function, on tensors ``T``
+times larger. On the bundled char-level GPT the matrix products alone cost 4-5x the float model's
+whole forward pass at ``T = 8`` and about 10x at ``T = 16`` (where the spike products need float64).
 """
 from __future__ import annotations
 
@@ -63,6 +87,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._native import timeaxis as _fused
 from ..models.transformer import rotary_angles, rotate_half
 
 DTYPE = torch.float64
@@ -117,6 +142,22 @@ def quantize_weight(w: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Ten
     return torch.clamp(torch.round(w / step[:, None]), -top, top) * step[:, None], step
 
 
+def _dense_layout(x: torch.Tensor):
+    """``(y, back)``: ``y = x.permute(0, *p)`` contiguous for some order ``p`` of the non-time axes (a
+    transposed view of a dense train), with ``back`` the inverse order for a result of ``y``'s shape
+    (or, with the time axis dropped, of ``y[0]``'s); None when no such order exists."""
+    if x.is_contiguous():
+        return x, None
+    order = sorted(range(1, x.dim()), key=lambda d: -x.stride(d))
+    y = x.permute(0, *order)
+    if not y.is_contiguous():
+        return None
+    inv = [0] * x.dim()
+    for i, d in enumerate([0] + order):
+        inv[d] = i
+    return y, inv
+
+
 def running_sum(x: torch.Tensor) -> torch.Tensor:
     """``bar X_t = sum_{s <= t} X_s`` over the leading time axis, in float64 (exact on dyadic grids). Shape: [T, ...].
 
@@ -125,7 +166,12 @@ def running_sum(x: torch.Tensor) -> torch.Tensor:
     """
     known = getattr(x, "_running_sum", None)
     if known is not None and known.shape == x.shape:
-        return known
+        return known if known.dtype == DTYPE else known.to(DTYPE)          # a float32 membrane is exact
+    dense = _dense_layout(x)                                                # element-wise over the other axes
+    if dense is not None:
+        fused = _fused.running_sum(dense[0])
+        if fused is not None:
+            return fused if dense[1] is None else fused.permute(*dense[1])
     return torch.cumsum(x, dim=0, dtype=DTYPE)
 
 
@@ -133,7 +179,12 @@ def window_sum(x: torch.Tensor) -> torch.Tensor:
     """``sum_t X_t`` over the window, in float64 (the last running sum when the train carries it). Shape: [T, ...] -> [...]."""
     known = getattr(x, "_running_sum", None)
     if known is not None and known.shape == x.shape:
-        return known[-1]
+        return known[-1].to(DTYPE)
+    dense = _dense_layout(x)
+    if dense is not None:
+        fused = _fused.window_sum(dense[0])
+        if fused is not None:
+            return fused if dense[1] is None else fused.permute(*[d - 1 for d in dense[1][1:]])
     return x.sum(0, dtype=DTYPE)
 
 
@@ -149,9 +200,11 @@ def exact_in_float32(weight: torch.Tensor, row_step: torch.Tensor, in_step: torc
 
 def step_difference(f: torch.Tensor) -> torch.Tensor:
     """``Y_t = F_t - F_{t-1}`` with ``F_0 = 0``. Shape: [T, ...] -> [T, ...]."""
-    out = torch.empty_like(f)
-    out[0] = f[0]
-    torch.sub(f[1:], f[:-1], out=out[1:])
+    out = _fused.step_diff(f)
+    if out is None:
+        out = torch.empty_like(f)
+        out[0] = f[0]
+        torch.sub(f[1:], f[:-1], out=out[1:])
     out._running_sum = f  # exact: cumsum(out) == f on the dyadic grids used here
     return out
 
@@ -185,7 +238,11 @@ class BitSerialEncoder(QuantEncoder):
     step_mode = "m"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        codes = quantize_codes(window_sum(x), self.step, self.timesteps)  # [..., C]
+        a = window_sum(x)                                                   # [..., C] float64
+        fused = _fused.encode(a, self.step, self.timesteps)                 # codes and planes in one pass
+        if fused is not None:
+            return fused
+        codes = quantize_codes(a, self.step, self.timesteps)                # [..., C]
         # float32 is exact here: every spike is +-2^k s_c (a power of two)
         return bit_planes(codes, self.timesteps).mul_(self.step.to(torch.float32))  # [T, ..., C]
 
@@ -211,9 +268,16 @@ class QuantLinear(nn.Module):
 
 
 class SpikingLinear(QuantLinear):
-    """Accumulate-only synapse: ``Y_t = W S_t`` (+ ``b`` at the first step). Shape: [T, ..., in] -> [T, ..., out]."""
+    """Accumulate-only synapse: ``Y_t = W S_t`` (+ ``b`` at the first step). Shape: [T, ..., in] -> [T, ..., out].
+
+    Output dtype: float64; float32 when ``narrow_output`` is set (by a wiring whose receivers all widen
+    or sum in float64), the layer is ``float32_exact`` and the first step plus the bias is exact in
+    float32 (checked): the same values in half the memory.
+    """
 
     step_mode = "m"
+    narrow_output = False
+    sparse_below = 0.5  # a step whose active channels are fewer than this fraction runs on them alone
 
     def forward(self, s: torch.Tensor) -> torch.Tensor:
         rows = s.reshape(-1, s.shape[-1])                                   # [T*..., in]: time folded into rows
@@ -221,13 +285,57 @@ class SpikingLinear(QuantLinear):
             w32 = getattr(self, "_w32", None)
             if w32 is None or w32[0] is not self.weight or w32[1] != self.weight._version:
                 self._w32 = w32 = (self.weight, self.weight._version, self.weight.t().to(torch.float32).contiguous())
-            y = (rows.to(torch.float32) @ w32[2]).to(DTYPE)
+            y32 = self._plane_products(s, w32[2])                            # [T, ..., out]
+            if self.narrow_output:
+                if self.bias is None:
+                    return y32
+                first = y32[0].to(DTYPE) + self.bias                        # [..., out]
+                first32 = first.to(torch.float32)
+                if torch.equal(first32.to(DTYPE), first):                   # exact in float32
+                    y32[0] = first32
+                    return y32
+            y = _fused.widen_bias(y32, self.bias)                           # exact widening, bias at t = 0
+            if y is not None:
+                return y
+            y = y32.to(DTYPE)
         else:
-            y = rows.to(DTYPE) @ self.weight.t()
-        y = y.reshape(*s.shape[:-1], -1)                                    # [T, ..., out]
+            y = (rows.to(DTYPE) @ self.weight.t()).reshape(*s.shape[:-1], -1)
         if self.bias is not None:
             y[0] += self.bias
         return y
+
+    def _plane_products(self, s: torch.Tensor, wt: torch.Tensor) -> torch.Tensor:
+        """``S_t @ W^T`` per step in float32, event-driven where the encoder says which channels spike
+        at each step (``_active_channels`` [T, in]): a step with few active channels multiplies only
+        their columns (the others are exactly zero, so the sums are the same), the other steps run as
+        one matrix product. Shape: s [T, ..., in], wt [in, out] -> [T, ..., out] float32."""
+        T, n_in = s.shape[0], s.shape[-1]
+        active = getattr(s, "_active_channels", None)
+        rows = s.reshape(-1, n_in).to(torch.float32)                        # [T*R, in]
+        if active is None or tuple(active.shape) != (T, n_in) or not s.is_contiguous():
+            return (rows @ wt).reshape(*s.shape[:-1], -1)
+        counts = active.sum(1).tolist()                                     # active channels per step
+        sparse = [t for t in range(T) if counts[t] < self.sparse_below * n_in]
+        if not sparse:
+            return (rows @ wt).reshape(*s.shape[:-1], -1)
+        R = rows.shape[0] // T
+        planes = rows.view(T, R, n_in)
+        y = torch.empty(T, R, wt.shape[1], dtype=torch.float32)             # [T, R, out]
+        for t in sparse:
+            if counts[t] == 0:
+                y[t].zero_()
+            else:
+                idx = active[t].nonzero().squeeze(1)
+                torch.matmul(planes[t].index_select(1, idx), wt.index_select(0, idx), out=y[t])
+        t0 = sparse[-1] + 1
+        if sparse == list(range(t0)):                                       # MSB-first: the sparse steps lead
+            if t0 < T:
+                torch.matmul(planes[t0:].reshape(-1, n_in), wt, out=y[t0:].view(-1, wt.shape[1]))
+        else:
+            for t in range(T):
+                if t not in sparse:
+                    torch.matmul(planes[t], wt, out=y[t])
+        return y.reshape(*s.shape[:-1], -1)
 
 
 class QuantMatMul(nn.Module):
@@ -238,17 +346,58 @@ class QuantMatMul(nn.Module):
 
 
 class SpikingMatMul(QuantMatMul):
-    """Running-sum product of two spike trains: ``O_t = bar A_t bar B_t - bar A_{t-1} bar B_{t-1}``.
+    r"""Running-sum product of two spike trains: ``O_t = bar A_t bar B_t - bar A_{t-1} bar B_{t-1}``.
+
+    Float32 when provably exact (checked on the data at every call, else float64). Let every nonzero
+    spike of ``A`` be :math:`\pm 2^j \ge u_A` (:math:`u_A` its smallest magnitude) and
+    :math:`\sigma_A = \sum_t |A_t|` per element; likewise for ``B``. Every running sum is an integer
+    multiple of :math:`u_A` (:math:`u_B`) of magnitude at most :math:`\sigma_A` (:math:`\sigma_B`), so
+    every product is a multiple of :math:`u = u_A u_B` and every partial sum of output ``(n, m)``, in
+    any order, is bounded by :math:`M = \max_n \sum_k \sigma_A[n, k] \cdot \max \sigma_B`. When
+    :math:`M < 2^{24} u`, :math:`\max\sigma_A < 2^{24} u_A`, :math:`\max\sigma_B < 2^{24} u_B` and
+    :math:`u \ge 2^{-149}`, every operand and partial sum is a float32 number: the float32 product equals
+    the float64 one bit for bit.
 
     Shape: [T, ..., n, k], [T, ..., k, m] -> [T, ..., n, m].
     """
 
     step_mode = "m"
+    narrow_output = False  # float32 output and membrane when exact (set by wirings whose receivers widen)
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         if self._forward_hooks:  # an operation counter is attached: it reads both inputs
             self._observed_b = b
+        bars = self._float32_bars(a, b)
+        if bars is not None:
+            bar = torch.matmul(bars[0], bars[1])                            # [T, ..., n, m] exact in float32
+            if self.narrow_output and bars[2]:
+                out = _fused.step_diff32(bar)                               # differences below 2^24 u: float32 too
+                if out is not None:
+                    out._running_sum = bar
+                    return out
+            return step_difference(bar.to(DTYPE))
         return step_difference(torch.matmul(running_sum(a), running_sum(b)))
+
+    @staticmethod
+    def _float32_bars(a: torch.Tensor, b: torch.Tensor):
+        """``(bar A, bar B, small)`` as float32 when the product is exact in float32 (see above), else None;
+        ``small``: ``M < 2^23 u``, so the step differences of the product are float32 numbers too."""
+        if a.dtype != torch.float32 or b.dtype != torch.float32 or a.dim() < 3 or b.dim() < 3:
+            return None
+        bt = b.transpose(-2, -1) if not b.is_contiguous() else None         # K^T is a view of a contiguous train
+        if bt is not None and not bt.is_contiguous():
+            return None
+        sa, sb = _fused.scan_train(a), _fused.scan_train(b if bt is None else bt)  # one pass each
+        if sa is None or sb is None or not (sa[2] and sb[2]):
+            return None
+        (bar_a, ua, _, top_a, rows_a), (bar_b, ub, _, top_b, _) = sa, sb
+        if not (math.isfinite(ua) and math.isfinite(ub)):                   # an all-zero train
+            return None
+        bound, u = rows_a * top_b, ua * ub                                  # M, the product's unit
+        if not (u >= 2.0 ** -149 and bound < 2.0 ** 24 * u and top_a < 2.0 ** 24 * ua and top_b < 2.0 ** 24 * ub
+                and bound < 2.0 ** 120):
+            return None
+        return bar_a, bar_b if bt is None else bar_b.transpose(-2, -1), bound < 2.0 ** 23 * u
 
 
 # ------------------------------------------------------------------------------------ non-linear operators
@@ -290,11 +439,47 @@ class AccDiff:
     """
 
     step_mode = "m"
+    narrow_output = False  # float32 output and membrane when exact (set by wirings whose receivers widen)
 
     def forward(self, *xs, **static):
         if self._forward_hooks and len(xs) > 1:
             self._observed_b = xs[1]
-        return step_difference(self.evaluate(*(running_sum(x) for x in xs), **static))
+        if type(self).evaluate is not GridOp.evaluate:                       # a subclass with its own evaluation
+            return step_difference(self.evaluate(*(running_sum(x) for x in xs), **static))
+        bars, owned = zip(*(self._bar(x) for x in xs))                      # [T, ...] bar X_t in compute_dtype
+        raw = self.f_fresh(*bars, **static) if all(owned) else self.f(*bars, **static)  # f(bar X_t)
+        # F may overwrite f's result when that is a fresh tensor or one this operator owns (not a sender's membrane)
+        spare = raw._base is None and all(own or raw.data_ptr() != b.data_ptr() for b, own in zip(bars, owned))
+        if self.narrow_output:
+            fused = _fused.grid_diff32(raw, self.grid, inplace=spare)        # float32 when exact
+            if fused is not None:
+                fused[1]._running_sum = fused[0]
+                return fused[1]
+            # a refusal after working in place left Q_g(raw) in raw (float32, exact), which Q_g maps to itself
+        fused = _fused.grid_diff(raw, self.grid, inplace=spare)             # Q_g and the step difference in one pass
+        if fused is None:
+            return step_difference(q_grid(raw, self.grid).to(DTYPE))
+        f, out = fused
+        out._running_sum = f
+        return out
+
+    def _bar(self, x: torch.Tensor) -> tuple[torch.Tensor, bool]:
+        """``bar X_t`` as ``compute_dtype`` (summed in float64), and whether it is a fresh tensor this
+        operator owns (False: the sender's membrane itself)."""
+        known = getattr(x, "_running_sum", None)
+        if known is not None and known.shape == x.shape and known.dtype == self.compute_dtype:
+            return known, False
+        if self.compute_dtype == DTYPE:
+            return running_sum(x), known is None
+        if known is None or known.shape != x.shape:
+            narrow = _fused.running_sum_narrow(x)                            # no float64 array in between
+            if narrow is not None:
+                return narrow, True
+        return running_sum(x).to(self.compute_dtype), True
+
+    def f_fresh(self, *xs, **static) -> torch.Tensor:
+        """:meth:`f` on inputs this operator owns (which it may overwrite)."""
+        return self.f(*xs, **static)
 
 
 class QuantLayerNorm(GridOp):
@@ -332,6 +517,15 @@ ACTIVATION_FNS = {
     "gelu_tanh": lambda x: F.gelu(x, approximate="tanh"),
     "relu": F.relu,
     "silu": F.silu,
+}
+
+
+# activation name -> the same function in place (the same kernels: equal results bit for bit)
+INPLACE_ACTIVATION_FNS = {
+    "gelu": lambda x: torch.ops.aten.gelu_(x),
+    "gelu_tanh": lambda x: torch.ops.aten.gelu_(x, approximate="tanh"),
+    "relu": torch.relu_,
+    "silu": lambda x: F.silu(x, inplace=True),
 }
 
 
@@ -403,9 +597,19 @@ class SpikingRMSNorm(AccDiff, QuantRMSNorm):
 class SpikingActivation(AccDiff, QuantActivation):
     """Accumulated-difference GELU / SiLU / ReLU. Shape: [T, ...] -> [T, ...]."""
 
+    def f_fresh(self, x):
+        inplace = INPLACE_ACTIVATION_FNS.get(self.name)                     # x is this operator's own copy
+        return inplace(x) if inplace is not None and self.fn is ACTIVATION_FNS.get(self.name) else self.f(x)
+
 
 class SpikingSoftmax(AccDiff, QuantSoftmax):
     """Accumulated-difference softmax (mask static). Shape: [T, ..., S] -> [T, ..., S]."""
+
+    def f_fresh(self, x, mask: Optional[torch.Tensor] = None):
+        if mask is not None and x.dtype == torch.float32 and x.shape == torch.broadcast_shapes(x.shape, mask.shape):
+            x = x.add_(mask.to(x.dtype))                                     # x is this operator's own copy
+            mask = None
+        return self.f(x, mask=mask)
 
 
 class SpikingRotary(AccDiff, QuantRotary):

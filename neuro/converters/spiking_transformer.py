@@ -32,7 +32,8 @@ from ..core.errors import ParameterError, ShapeError
 from ..core.params import Params, integer, optional, param, record
 from ..io import savable
 from ..models.transformer import TransformerConfig, causal_mask, padding_mask
-from .spiking_ops import DTYPE, SPIKING_OPS, TWIN_OPS, OpSet, q_grid
+from .spiking_ops import (DTYPE, SPIKING_OPS, TWIN_OPS, OpSet, SpikingActivation, SpikingLinear, SpikingMatMul,
+                          SpikingMul, SpikingRotary, SpikingSoftmax, q_grid)
 
 
 @record
@@ -230,6 +231,13 @@ class _QuantTransformerBase(nn.Module):
         self.head = None if config.is_encoder else ops["linear"](config.d_model, config.vocab_size, False)
         self.readout = ops["readout"](T)
         self.records = None  # the conversion's stage records (not saved)
+        for m in self.modules():
+            if isinstance(m, (SpikingLinear, SpikingMatMul, SpikingActivation, SpikingSoftmax, SpikingMul,
+                              SpikingRotary)):
+                # every receiver of these here sums or widens in float64 (encoders, accumulated-difference
+                # operators, the float64 residual stream, the readout), so exact float32 currents may stay
+                # float32; the norms' outputs can be the residual stream itself (post-norm), they stay float64
+                m.narrow_output = True
 
     @property
     def timesteps(self) -> int:

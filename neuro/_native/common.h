@@ -53,6 +53,65 @@
 typedef int64_t i64;
 typedef int32_t i32;
 
+/* A barrier for a team that meets once per simulated step (the recurrent engine). OpenMP's own
+ * barrier spins while it waits; when another process holds one of the cores, the spinning thread
+ * keeps its core while the thread it waits for queues for the other one, and every step costs a
+ * scheduler time slice (measured: W2 20-50x slower on a 2-core machine with one core busy). This one
+ * spins for a few microseconds and then sleeps on a futex, so a waiting thread gives its core up.
+ * Elsewhere than Linux it is OpenMP's barrier. Memory: each arrival is a release, the last arrival
+ * acquires them all and publishes the next phase with a release, which every waiter acquires. */
+#if defined(__linux__) && defined(_OPENMP)
+#include <limits.h>
+#include <linux/futex.h>
+#include <stdatomic.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+typedef struct {
+    atomic_int arrived, phase;
+    int n;
+} team_barrier;
+
+#define TEAM_BARRIER_SPIN 256
+
+INLINE void team_barrier_init(team_barrier *b, int n) {
+    atomic_init(&b->arrived, 0);
+    atomic_init(&b->phase, 0);
+    b->n = n;
+}
+
+static inline void team_barrier_wait(team_barrier *b) {
+    const int phase = atomic_load_explicit(&b->phase, memory_order_acquire);
+    if (atomic_fetch_add_explicit(&b->arrived, 1, memory_order_acq_rel) == b->n - 1) {
+        atomic_store_explicit(&b->arrived, 0, memory_order_relaxed);
+        atomic_store_explicit(&b->phase, phase + 1, memory_order_release);
+        syscall(SYS_futex, (int *)&b->phase, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+        return;
+    }
+    for (int i = 0; i < TEAM_BARRIER_SPIN; i++) {
+        if (atomic_load_explicit(&b->phase, memory_order_acquire) != phase) return;
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#endif
+    }
+    while (atomic_load_explicit(&b->phase, memory_order_acquire) == phase)
+        syscall(SYS_futex, (int *)&b->phase, FUTEX_WAIT_PRIVATE, phase, NULL, NULL, 0);
+}
+#else
+typedef struct {
+    int n;
+} team_barrier;
+
+INLINE void team_barrier_init(team_barrier *b, int n) { b->n = n; }
+
+static inline void team_barrier_wait(team_barrier *b) {
+    (void)b;
+#ifdef _OPENMP
+#pragma omp barrier
+#endif
+}
+#endif
+
 /* Contiguous share [lo, hi) of n items for thread `t` of `nt` (same split on every call). */
 INLINE void share(i64 n, int t, int nt, i64 *lo, i64 *hi) {
     *lo = n * t / nt;

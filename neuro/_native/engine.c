@@ -273,12 +273,15 @@ static int run_network(i64 N, i64 steps, double *v, const i64 *indptr, const i64
         free(outs);
         return 1;
     }
+    team_barrier step_end;
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
         const int me = THREAD_ID(), n_t = NUM_THREADS();
         i64 lo, hi;
         share(N, me, n_t, &lo, &hi);
         thread_out *o = outs + me;
+#pragma omp single
+        team_barrier_init(&step_end, n_t);
         o->buf[0] = malloc(sizeof(int32_t) * (size_t)(hi - lo + 1));
         o->buf[1] = malloc(sizeof(int32_t) * (size_t)(hi - lo + 1));
         o->cap = 1024;
@@ -340,7 +343,7 @@ static int run_network(i64 N, i64 steps, double *v, const i64 *indptr, const i64
                     o->nout += nl;
                 }
                 if (vtrace) memcpy(vtrace + t * N + lo, v + lo, sizeof(double) * (size_t)(hi - lo));
-#pragma omp barrier
+                if (n_t > 1) team_barrier_wait(&step_end);
             }
         }
         free(o->buf[0]);

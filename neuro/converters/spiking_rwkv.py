@@ -61,7 +61,7 @@ from .conversion import (EXACT_BITS, CalibrationRecord, FidelityReport, MapRecor
                          _grid, calibration_batches, cosine, op_table, run_hooked)
 from .spiking_ops import (DTYPE, SPIKING_OPS, TWIN_OPS, AccDiff, GridOp, OpSet, exact_in_float32, pow2_step,
                           q_grid, quantize_weight, running_sum, step_difference)
-from .spiking_transformer import ConversionParams
+from .spiking_transformer import ConversionParams, ConvertedLM
 
 EVAL_SEQ_LEN = 128  # scoring and calibration windows (the bundled model's training length; not a limit)
 
@@ -287,22 +287,16 @@ class QRWKVState:
     batch_size: int
 
 
-class _QuantRWKVBase(nn.Module):
+class _QuantRWKVBase(ConvertedLM, nn.Module):
     """Shared wiring of :class:`SpikingRWKV` and :class:`QuantizedRWKV`; ``OPS`` picks the operator set."""
 
     OPS: OpSet = RWKV_TWIN_OPS
+    CONFIG = RWKVConfig
 
     def __init__(self, config, params):
         super().__init__()
-        if isinstance(config, dict):
-            config = RWKVConfig.from_dict(config)
-        if not isinstance(config, RWKVConfig):
-            raise ParameterError(type(self).__name__, "config", type(config).__name__, "an RWKVConfig or a dict")
-        if isinstance(params, dict):
-            params = ConversionParams.from_dict(params)
-        if not isinstance(params, ConversionParams):
-            raise ParameterError(type(self).__name__, "params", type(params).__name__, "a ConversionParams or a dict")
-        self.config, self.params = config, params
+        self._configure(config, params)
+        config, params = self.config, self.params
         ops, T = self.OPS, params.timesteps
         self.embed = QRWKVEmbed(config, ops, T)
         self.ln_in = ops["layernorm"](config.d_model, config.norm_eps, True)
@@ -312,21 +306,6 @@ class _QuantRWKVBase(nn.Module):
         self.head = ops["linear"](config.d_model, config.vocab_size, False)
         self.readout = ops["readout"](T)
         self.records = None  # the conversion's stage records (not saved)
-
-    @property
-    def timesteps(self) -> int:
-        return self.params.timesteps
-
-    @property
-    def vocab_chars(self) -> Optional[str]:
-        return self.config.vocab_chars
-
-    def get_config(self) -> dict:
-        return {"model": self.config.to_dict(), "conversion": self.params.to_dict()}
-
-    @classmethod
-    def from_config(cls, config: dict):
-        return cls(RWKVConfig.from_dict(config["model"]), ConversionParams.from_dict(config["conversion"]))
 
     def _shift_shape(self, B: int) -> tuple:
         return ((self.timesteps,) if self.OPS.timed else ()) + (B, self.config.d_model)

@@ -33,7 +33,7 @@ from ..core.params import Params, integer, optional, param, record
 from ..io import savable
 from ..models.transformer import TransformerConfig, causal_mask, padding_mask
 from .spiking_ops import (DTYPE, SPIKING_OPS, TWIN_OPS, OpSet, SpikingActivation, SpikingLinear, SpikingMatMul,
-                          SpikingMul, SpikingRotary, SpikingSoftmax, q_grid)
+                          SpikingMul, SpikingRotary, SpikingSoftmax, q_grid, residual_add)
 
 
 @record
@@ -191,13 +191,13 @@ class QBlock(nn.Module):
     def forward(self, x, positions, mask=None, cache=None):
         if self.post_norm:
             a, cache = self.attn(x, positions, mask, cache)
-            x = self.norm1(x + a)
-            return self.norm2(x + self.mlp(x)), cache
+            x = self.norm1(residual_add(x, a))
+            return self.norm2(residual_add(x, self.mlp(x))), cache
         a, cache = self.attn(self.norm1(x), positions, mask, cache)
         if self.parallel_residual:
-            return x + a + self.mlp(self.norm2(x)), cache
-        x = x + a
-        return x + self.mlp(self.norm2(x)), cache
+            return residual_add(residual_add(x, a), self.mlp(self.norm2(x))), cache
+        x = residual_add(x, a)
+        return residual_add(x, self.mlp(self.norm2(x))), cache
 
 
 @dataclass(frozen=True)
@@ -209,20 +209,51 @@ class SpikeCache:
     batch_size: int
 
 
-class _QuantTransformerBase(nn.Module):
+class ConvertedLM:
+    """What the converted language models (Transformer, RWKV) share, mixed into their ``nn.Module``
+    bases: the original's configuration (of class ``CONFIG``) and the :class:`ConversionParams`, checked
+    and kept by :meth:`_configure`; ``timesteps``, ``vocab_chars`` and the model folder's config round trip."""
+
+    CONFIG: type = TransformerConfig
+
+    def _configure(self, config, params) -> None:
+        """Keeps ``config`` (a ``CONFIG`` or its dict) and ``params`` (a ConversionParams or its dict)."""
+        name, kind = type(self).__name__, self.CONFIG.__name__
+        if isinstance(config, dict):
+            config = self.CONFIG.from_dict(config)
+        if not isinstance(config, self.CONFIG):
+            raise ParameterError(name, "config", type(config).__name__, f"an instance of {kind} or a dict")
+        if isinstance(params, dict):
+            params = ConversionParams.from_dict(params)
+        if not isinstance(params, ConversionParams):
+            raise ParameterError(name, "params", type(params).__name__, "a ConversionParams or a dict")
+        self.config, self.params = config, params
+
+    @property
+    def timesteps(self) -> int:
+        return self.params.timesteps
+
+    @property
+    def vocab_chars(self) -> Optional[str]:
+        return self.config.vocab_chars
+
+    def get_config(self) -> dict:
+        return {"model": self.config.to_dict(), "conversion": self.params.to_dict()}
+
+    @classmethod
+    def from_config(cls, config: dict):
+        return cls(cls.CONFIG.from_dict(config["model"]), ConversionParams.from_dict(config["conversion"]))
+
+
+class _QuantTransformerBase(ConvertedLM, nn.Module):
     """Shared wiring of the spiking model and its twin; ``OPS`` picks the operator set."""
 
     OPS: OpSet = TWIN_OPS
 
     def __init__(self, config, params: ConversionParams):
         super().__init__()
-        if isinstance(config, dict):
-            config = TransformerConfig.from_dict(config)
-        if not isinstance(config, TransformerConfig):
-            raise ParameterError(type(self).__name__, "config", type(config).__name__, "a TransformerConfig or a dict")
-        if isinstance(params, dict):
-            params = ConversionParams.from_dict(params)
-        self.config, self.params = config, params
+        self._configure(config, params)
+        config, params = self.config, self.params
         ops, T = self.OPS, params.timesteps
         self.embed = QEmbeddings(config, ops, T)
         self.blocks = nn.ModuleList(QBlock(config, ops, T) for _ in range(config.n_layer))
@@ -238,21 +269,6 @@ class _QuantTransformerBase(nn.Module):
                 # operators, the float64 residual stream, the readout), so exact float32 currents may stay
                 # float32; the norms' outputs can be the residual stream itself (post-norm), they stay float64
                 m.narrow_output = True
-
-    @property
-    def timesteps(self) -> int:
-        return self.params.timesteps
-
-    @property
-    def vocab_chars(self) -> Optional[str]:
-        return self.config.vocab_chars
-
-    def get_config(self) -> dict:
-        return {"model": self.config.to_dict(), "conversion": self.params.to_dict()}
-
-    @classmethod
-    def from_config(cls, config: dict):
-        return cls(TransformerConfig.from_dict(config["model"]), ConversionParams.from_dict(config["conversion"]))
 
     def _check_idx(self, idx, start: int) -> None:
         if not isinstance(idx, torch.Tensor) or idx.dim() != 2 or idx.dtype not in (torch.int64, torch.int32):

@@ -7,11 +7,12 @@ import pytest
 import torch
 
 from neuro._native import timeaxis
-from neuro.converters import ConversionParams, calibrate, map_model, quantized_twin
+from neuro.converters import ConversionParams, SpikingTransformer, calibrate, map_model, quantized_twin
 from neuro.converters.spiking_ops import (DTYPE, AccDiff, BitSerialEncoder, GridOp, QuantActivation, SpikingActivation,
                                           SpikingLinear, SpikingMatMul, SpikingSoftmax, bit_planes, q_grid,
                                           quantize_codes, running_sum, step_difference, window_sum)
-from neuro.models.transformer import TransformerLM, causal_mask, config_for
+from neuro.core.errors import ParameterError
+from neuro.models.transformer import causal_mask
 
 
 # the fused passes need the compiled extension (optional at install, as for tests/test_native.py); the
@@ -173,18 +174,14 @@ def test_accdiff_fast_path_equals_reference_and_honours_own_evaluate(fused_every
 ARCHS = {"gpt": dict(), "llama": dict(n_kv_head=1), "neox": dict(rotary_pct=0.5)}  # + GQA, rotary, SwiGLU
 
 
-def tiny(arch, seed=0):
-    cfg = config_for(arch, vocab_size=29, d_model=32, n_layer=2, n_head=2, d_ff=64, max_seq=16, **ARCHS.get(arch, {}))
-    torch.manual_seed(seed)
-    m = TransformerLM(cfg).eval()
-    with torch.no_grad():
-        for p in m.parameters():
-            p.mul_(4.0)
-    return m
+@pytest.fixture
+def tiny(tiny_lm):
+    return lambda arch: tiny_lm(arch, vocab_size=29, d_model=32, n_layer=2, n_head=2, d_ff=64, max_seq=16,
+                                **ARCHS.get(arch, {}))
 
 
 @pytest.mark.parametrize("arch,T", [("gpt", 1), ("gpt", 4), ("llama", 4), ("neox", 3)])
-def test_converted_decoder_fast_equals_reference_and_twin(fused_everywhere, monkeypatch, arch, T):
+def test_converted_decoder_fast_equals_reference_and_twin(fused_everywhere, monkeypatch, tiny, arch, T):
     m = tiny(arch)
     calib = calibrate(m, [torch.randint(0, 29, (3, 16))])
     p = ConversionParams(timesteps=T)
@@ -202,7 +199,7 @@ def test_converted_decoder_fast_equals_reference_and_twin(fused_everywhere, monk
     assert torch.equal(torch.cat((step1, step2), 1), slow)
 
 
-def test_converted_bert_with_padding_fast_equals_reference_and_twin(fused_everywhere, monkeypatch):
+def test_converted_bert_with_padding_fast_equals_reference_and_twin(fused_everywhere, monkeypatch, tiny):
     m = tiny("bert")
     calib = calibrate(m, [torch.randint(0, 29, (3, 16))])
     p = ConversionParams(timesteps=3)
@@ -334,3 +331,96 @@ def test_activations_in_place_equal_the_reference_and_leave_inputs_alone(fused_e
     slow = act(x)
     assert slow.dtype == DTYPE and torch.equal(fast.to(DTYPE), slow) and torch.equal(fast_sent.to(DTYPE), slow)
     assert torch.equal(slow, step_difference(q_grid(act.fn(torch.cumsum(x, 0, dtype=DTYPE).float()), act.grid).to(DTYPE)))
+
+
+def test_residual_add_and_float32_bias(fused_everywhere):
+    x = dyadic((3, 4, 5))
+    for a in (dyadic((3, 4, 5), seed=1, dtype=torch.float32), dyadic((3, 4, 5), seed=2)):
+        assert torch.equal(timeaxis.add_wide(x, a), x + a)
+    assert timeaxis.add_wide(x, x[:, :2].clone()) is None                     # shapes differ
+    assert timeaxis.add_wide(x.to(torch.float32), x) is None                  # the stream must be float64
+    y = dyadic((4, 5), dtype=torch.float32)
+    b = dyadic((5,), seed=3, scale=2.0 ** -10)
+    ref = (y.to(DTYPE) + b).to(torch.float32)
+    y2 = y.clone()
+    assert timeaxis.add_bias32(y2, b) is True and torch.equal(y2, ref)
+    b[2] = 2.0 ** -40                                                         # that sum is not a float32 number
+    y3 = y.clone()
+    assert timeaxis.add_bias32(y3, b) is False and torch.equal(y3, y)         # left as it was
+    assert timeaxis.add_bias32(y, b[:4]) is None                              # bias of the wrong width
+
+
+def test_outputs_of_earlier_calls_stay_intact(fused_everywhere, tiny):
+    m = tiny("gpt")
+    calib = calibrate(m, [torch.randint(0, 29, (3, 16))])
+    p = ConversionParams(timesteps=4)
+    snn, twin = map_model(m, calib, p), quantized_twin(m, calib, p)
+    x1, x2 = torch.randint(0, 29, (2, 15)), torch.randint(0, 29, (2, 15))
+    _, cache = snn.decode_step(x1, snn.init_cache(2))                         # the cache holds key/value trains
+    keys = [lc[0].clone() for lc in cache.layers]
+    y1 = snn(x1)
+    assert torch.equal(y1, twin(x1))
+    y2 = snn(x2)                                                              # the same shapes: buffers reused
+    assert torch.equal(y2, twin(x2)) and not torch.equal(y1, y2)
+    assert all(torch.equal(lc[0], k) for lc, k in zip(cache.layers, keys))    # the cached trains are untouched
+    assert torch.equal(snn.decode_step(x2[:, :1], cache)[0], snn(torch.cat((x1, x2[:, :1]), 1))[:, -1:])
+
+
+def test_converted_model_checks_its_config_and_params(tiny):
+    m = tiny("gpt")
+    from_dicts = SpikingTransformer(m.config.to_dict(), ConversionParams(timesteps=2).to_dict())
+    assert from_dicts.timesteps == 2 and from_dicts.config == m.config
+    with pytest.raises(ParameterError, match="params"):
+        SpikingTransformer(m.config, params=3)
+    with pytest.raises(ParameterError, match="TransformerConfig"):
+        SpikingTransformer(3, ConversionParams(timesteps=2))
+
+
+@native
+def test_spike_matmul_accumulates_the_rows_of_the_spikes(fused_everywhere):
+    g = torch.Generator().manual_seed(11)
+    s = (torch.randint(-1, 2, (7, 40), generator=g) * (torch.rand(7, 40, generator=g) < 0.1)).float()
+    s *= torch.exp2(-torch.randint(0, 5, (7, 40), generator=g).float())       # signed powers of two
+    s[2] = 0                                                                  # a silent row
+    s[3, 17:] = 0                                                             # a silent run of 16 and more
+    wt = dyadic((40, 9), bits=8, scale=2.0 ** -6, seed=12, dtype=torch.float32)
+    out = torch.full((7, 9), float("nan"))
+    assert timeaxis.spike_matmul(s, wt, out)
+    assert torch.equal(out, s @ wt) and torch.equal(out[2], torch.zeros(9))
+    assert not timeaxis.spike_matmul(s.double(), wt, out)                     # float32 only
+    assert not timeaxis.spike_matmul(s, wt[:, :4], out)                       # shapes must agree
+
+
+@native
+def test_linear_mixes_event_channel_and_dense_steps(fused_everywhere, monkeypatch):
+    T, n_in = 6, 32
+    enc = BitSerialEncoder((n_in,), T)
+    a = dyadic((40, n_in), bits=T - 1, scale=2.0 ** -3, seed=13)              # leading planes sparse
+    a[:3, :3] = 40.0                                                          # a few channels reach the top bits
+    x = torch.zeros(T, 40, n_in, dtype=DTYPE)
+    x[0] = a
+    s = enc(x)
+    assert s._step_spikes == [int((p != 0).sum()) for p in s]                 # the encoder's counts
+    density = [n / s[0].numel() for n in s._step_spikes]
+    assert 0 < density[0] < density[-1] and s._active_channels[2].sum() < n_in // 2
+    lin = SpikingLinear(n_in, 8, bias=False)
+    lin.weight.copy_(dyadic((8, n_in), bits=6, scale=2.0 ** -5, seed=14))
+    lin.float32_exact.fill_(True)
+    ref = s.to(DTYPE) @ lin.weight.t()
+    # leading steps by active channels, then dense; by spikes, then dense; by spikes at every step
+    for cut in (0.0, density[0] * 1.01, 1.0):
+        monkeypatch.setattr(SpikingLinear, "event_below", staticmethod(lambda n_out, c=cut: c))
+        assert torch.equal(lin(s), ref)
+
+
+@native
+def test_encoder_blocks_split_rows_of_channels(fused_everywhere):
+    T, C = 5, 7                                                               # 2048-wide blocks end mid-row
+    step = torch.exp2(-torch.arange(C, dtype=DTYPE) % 3)
+    a = dyadic((700, C), bits=T + 1, scale=2.0 ** -2, seed=21)
+    a[:, 4] = 0                                                               # a silent channel
+    out = timeaxis.encode(a, step, T)
+    ref = bit_planes(quantize_codes(a, step, T), T) * step.to(torch.float32)
+    assert torch.equal(out, ref)
+    assert torch.equal(out._active_channels, (ref != 0).any(1)) and not out._active_channels[:, 4].any()
+    assert out._step_spikes == [int((p != 0).sum()) for p in ref]

@@ -9,7 +9,10 @@ depend on what else the machine runs). ``--baseline rwkv`` then trains a float
 (``--baseline-only``: that model alone, to run the two side by side). Reported: valid loss and bits per
 character of each model (:func:`~neuro.models.transformer.evaluate_lm`, the first ``--eval-chars`` valid
 characters) and the spike rate of the binary embedding and of every LIF layer on the first valid
-windows. Models are saved to ``OUT/spikegpt-char`` and ``OUT/rwkv-char-baseline``.
+windows. With the baseline, the trained float RWKV is also converted to spiking at
+``--convert-timesteps`` (default 8; :func:`neuro.converters.convert`, calibrated on the first 8,192
+training characters) and scored the same way (``converted``). Models are saved to ``OUT/spikegpt-char``,
+``OUT/rwkv-char-baseline`` and ``OUT/rwkv-char-baseline-spiking-T<T>``.
 
 Example: ``neuro train spikegpt --minutes 15 --baseline rwkv --threads 1 --json``.
 """
@@ -38,6 +41,9 @@ def add_arguments(p):
     p.add_argument("--baseline", choices=("none", "rwkv"), default="none",
                    help="also train a float RWKV-4 of the same size and budget (default none)")
     p.add_argument("--baseline-only", action="store_true", help="train only the --baseline model")
+    p.add_argument("--convert-timesteps", type=int, default=8,
+                   help="with --baseline rwkv: also convert the trained float RWKV to spiking at this T and score it "
+                        "(calibrated on the first 8192 train characters; 0: skip; default 8)")
 
 
 def _check(args) -> None:
@@ -46,6 +52,9 @@ def _check(args) -> None:
     check_lm_args(args)
     if args.baseline_only and args.baseline == "none":
         raise ParameterError("neuro train spikegpt", "--baseline-only", True, "used with --baseline rwkv")
+    t = args.convert_timesteps
+    if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t <= 16:
+        raise ParameterError("neuro train spikegpt", "--convert-timesteps", t, "an integer in 0..16 (0: no conversion)")
 
 
 def _train(model, data, args, name: str) -> dict:
@@ -65,6 +74,17 @@ def _score(model, data, args) -> dict:
     with torch.no_grad():
         v = evaluate_lm(model, data.valid, args.seq_len, max_chars=args.eval_chars)
     return {"valid_loss": v["loss"], "valid_bpc": v["bpc"], "valid_chars": v["tokens"] + 1}
+
+
+def _convert(base, data, args) -> dict:
+    """The float RWKV baseline converted to spiking (:func:`neuro.converters.convert`), scored like the others."""
+    from ..converters import convert
+    from ..io import save_model
+
+    snn = convert(base.eval(), data.train[:8192].long(), timesteps=args.convert_timesteps)
+    res = {"timesteps": args.convert_timesteps, **_score(snn, data, args)}
+    res["model"] = str(save_model(snn, args.out / f"rwkv-char-baseline-spiking-T{args.convert_timesteps}", overwrite=True))
+    return res
 
 
 def run(args):
@@ -101,8 +121,11 @@ def run(args):
         res["model"] = str(save_model(base, args.out / "rwkv-char-baseline", overwrite=True))
         summary["rwkv"] = res
         ok = ok and math.isfinite(res["valid_loss"])
+        if args.convert_timesteps:
+            summary["converted"] = _convert(base, data, args)
+            ok = ok and math.isfinite(summary["converted"]["valid_loss"])
     if not args.json:
-        for name in ("spikegpt", "rwkv"):
+        for name in ("spikegpt", "rwkv", "converted"):
             if name in summary:
                 r = summary[name]
                 print(f"{name}: {r['steps']} steps in {r['cpu_s']:.0f} CPU s, {r['parameters']} parameters; "

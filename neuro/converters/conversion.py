@@ -503,6 +503,19 @@ class FidelityReport:
         return d
 
 
+def perplexity_report(model, snn, twin, ids: torch.Tensor, seq_len: int, batch_size: int):
+    """Perplexity of a decoder, its twin and ``snn`` on ``ids`` (:func:`~neuro.models.transformer.evaluate_lm`,
+    windows of ``seq_len``), and, on the first window (the returned probe ``[1, L]``), whether ``snn``
+    equals the twin exactly and the cosine of its logits with the float model's. Call under ``no_grad``."""
+    ann = evaluate_lm(model, ids, seq_len, batch_size=batch_size)["perplexity"]
+    tw = evaluate_lm(twin, ids, seq_len, batch_size=batch_size)["perplexity"] if twin is not None else None
+    sn = evaluate_lm(snn, ids, seq_len, batch_size=batch_size)["perplexity"]
+    probe = ids[: min(len(ids), seq_len)][None]
+    y_ann, y_snn = model(probe), snn(probe)
+    equal = bool(twin is not None and torch.equal(y_snn, twin(probe)))
+    return FidelityReport(snn.timesteps, ann, tw, sn, "perplexity", equal, cosine(y_ann, y_snn)), probe
+
+
 def report(model: TransformerLM, snn: SpikingTransformer, twin: Optional[QuantizedTransformer], ids: torch.Tensor,
            seq_len: Optional[int] = None, batch_size: int = 8, layers: bool = True) -> FidelityReport:
     """Compare ``snn`` with the float ``model`` and the ``twin`` on ``ids`` (a 1-D token stream for
@@ -521,13 +534,7 @@ def report(model: TransformerLM, snn: SpikingTransformer, twin: Optional[Quantiz
                                  bool(h_twin is not None and torch.equal(h_snn, h_twin)), cosine(h_ann, h_snn))
             probe = batch[:1, :min(L, 16)]
         else:
-            ann = evaluate_lm(model, ids, L, batch_size=batch_size)["perplexity"]
-            tw = evaluate_lm(twin, ids, L, batch_size=batch_size)["perplexity"] if twin is not None else None
-            sn = evaluate_lm(snn, ids, L, batch_size=batch_size)["perplexity"]
-            probe = ids[: min(len(ids), L)][None]
-            y_ann, y_snn = model(probe), snn(probe)
-            equal = bool(twin is not None and torch.equal(y_snn, twin(probe)))
-            rep = FidelityReport(snn.timesteps, ann, tw, sn, "perplexity", equal, cosine(y_ann, y_snn))
+            rep, probe = perplexity_report(model, snn, twin, ids, L, batch_size)
             probe = probe[:, :16]
     if layers:
         rep.layers = op_table(snn, probe)

@@ -56,9 +56,9 @@ from ..core.errors import ParameterError, ShapeError, UnsupportedLayerError
 from ..io import savable
 from ..models.rwkv import (P0, WKV, Block, ChannelMix, RWKVConfig, RWKVLM, SquaredReLU, TimeMix, TokenShift,
                            WKVState)
-from ..models.transformer import Mul, evaluate_lm
+from ..models.transformer import Mul
 from .conversion import (EXACT_BITS, CalibrationRecord, FidelityReport, MapRecord, ValidationRecord, _absmax,
-                         _grid, calibration_batches, cosine, op_table, run_hooked)
+                         _grid, calibration_batches, op_table, perplexity_report, run_hooked)
 from .spiking_ops import (DTYPE, SPIKING_OPS, TWIN_OPS, AccDiff, GridOp, OpSet, exact_in_float32, pow2_step,
                           q_grid, quantize_weight, running_sum, step_difference)
 from .spiking_transformer import ConversionParams, ConvertedLM
@@ -566,13 +566,7 @@ def report(model: RWKVLM, snn: SpikingRWKV, twin: Optional[QuantizedRWKV], ids: 
     L = int(seq_len or EVAL_SEQ_LEN)
     ids = torch.as_tensor(ids).long().flatten()
     with torch.no_grad():
-        ann = evaluate_lm(model, ids, L, batch_size=batch_size)["perplexity"]
-        tw = evaluate_lm(twin, ids, L, batch_size=batch_size)["perplexity"] if twin is not None else None
-        sn = evaluate_lm(snn, ids, L, batch_size=batch_size)["perplexity"]
-        probe = ids[: min(len(ids), L)][None]
-        y_ann, y_snn = model(probe), snn(probe)
-        equal = bool(twin is not None and torch.equal(y_snn, twin(probe)))
-    rep = FidelityReport(snn.timesteps, ann, tw, sn, "perplexity", equal, cosine(y_ann, y_snn))
+        rep, probe = perplexity_report(model, snn, twin, ids, L, batch_size)
     if layers:
         rep.layers = op_table(snn, probe[:, :16])
     return rep

@@ -320,15 +320,21 @@ def run(args) -> int:
     from ..io import load_model
     from ..models.egru_lm import EGRULM
 
+    created = not args.out.exists()
     args.out.mkdir(parents=True, exist_ok=True)
-    model = load_model(args.model)
-    if isinstance(model, EGRULM):
-        if args.target not in EGRU_TARGETS:
-            raise UnsupportedLayerError([("rnn", "EGRULM (gated units)")],
-                                        context=f"--target {args.target} (EGRU LMs: {', '.join(sorted(EGRU_TARGETS))})")
-        report, code = EGRU_TARGETS[args.target](args, model)
-    else:
-        report, code = TARGETS[args.target](args, _graph(args, model))
+    try:
+        model = load_model(args.model)
+        if isinstance(model, EGRULM):
+            if args.target not in EGRU_TARGETS:
+                raise UnsupportedLayerError([("rnn", "EGRULM (gated units)")],
+                                            context=f"--target {args.target} (EGRU LMs: {', '.join(sorted(EGRU_TARGETS))})")
+            report, code = EGRU_TARGETS[args.target](args, model)
+        else:
+            report, code = TARGETS[args.target](args, _graph(args, model))
+    except BaseException:
+        if created and not any(args.out.iterdir()):  # bad input: leave no empty output folder behind
+            args.out.rmdir()
+        raise
     if args.json:
         print(json.dumps(report))
     else:

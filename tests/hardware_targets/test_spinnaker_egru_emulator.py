@@ -199,6 +199,7 @@ def test_deploy_egru_bad_input(tmp_path, capsys):
     assert "density" in capsys.readouterr().err
     assert main(["deploy", str(tmp_path / "lm"), "--target", "pynn", "--out", str(tmp_path / "o")]) == 2
     assert "EGRULM" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()  # bad input leaves no output folder behind
     code, rep = _run(capsys, "deploy", tmp_path / "lm", "--target", "spinnaker2", "--chips", "1,1",
                      "--valid-chars", "5", "--out", tmp_path / "o2", "--json")
     assert code == 0 and rep["chips_used"] == 1

@@ -42,8 +42,8 @@ def test_deploy_loihi_with_lava_agrees_exactly(model_dir, tmp_path, capsys):
     code, rep = _run(capsys, "deploy", model_dir, "--target", "loihi", "--lava", "--steps", "80", "--rate", "0.2",
                      "--out", tmp_path / "o", "--json")
     assert code == 0 and rep["fits"] is True and rep["latency"] == {"1": 1, "3": 2}
-    a = rep["agreement"]
-    assert a["compared"].startswith("emulator vs Lava") and a["identical"] == 1.0
+    a = rep["agreement_detail"]
+    assert rep["agreement"] == a["identical"] == 1.0 and a["compared"].startswith("emulator vs Lava")
     assert all(r["identical_voltages"] == 1.0 and r["spikes"] > 0 for r in a["per_layer"].values())
     assert {r["layer"] for r in rep["usage"]} == {"0", "1", "2", "3"}
 
@@ -53,9 +53,9 @@ def test_deploy_loihi_without_lava_reports_float_agreement(model_dir, tmp_path, 
     np.save(tmp_path / "x.npy", x)
     code, rep = _run(capsys, "deploy", model_dir, "--target", "loihi", "--input", tmp_path / "x.npy",
                      "--out", tmp_path / "o", "--json")
-    a = rep["agreement"]
+    a = rep["agreement_detail"]
     assert code == 0 and a["compared"].startswith("emulator vs float") and a["steps"] == 60
-    assert a["identical"] > 0.95 and all(s["rate_correlation"] > 0.9 for s in a["per_layer"].values())
+    assert rep["agreement"] == a["identical"] > 0.95 and all(s["rate_correlation"] > 0.9 for s in a["per_layer"].values())
 
 
 def test_deploy_loihi_out_of_range_fails_and_clip_reports(tmp_path, capsys):

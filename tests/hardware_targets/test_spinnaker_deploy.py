@@ -37,7 +37,7 @@ def test_deploy_spinnaker_agrees_and_reports_traffic_and_energy(target, tmp_path
     code, rep = _run(capsys, "deploy", model, "--target", target, "--input", tmp_path / "x.npy",
                      "--chips", "2,2", "--out", tmp_path / "o", "--json")
     assert code == 0 and rep["target"] == target and rep["fits"] is True
-    assert rep["agreement"]["identical"] == 1.0 and rep["steps"] == 40
+    assert rep["agreement"] == rep["agreement_detail"]["identical"] == 1.0 and rep["steps"] == 40
     assert sum(rep["spikes"].values()) > 0
     mapping = json.loads((tmp_path / "o" / "mapping.json").read_text())
     assert sorted(Path(f).name for f in rep["files"]) == ["mapping.json", "model_pynn.py", "network_spinnaker2.json"]
@@ -96,7 +96,7 @@ def test_deploy_pynn_runs_on_brian2_and_agrees(tmp_path, capsys):
     code, rep = _run(capsys, "deploy", model, "--target", "pynn", "--input", tmp_path / "x.npy",
                      "--out", tmp_path / "o", "--json")
     assert code == 0 and rep["target"] == "pynn" and rep["pynn_run"] == "PyNN on Brian2"
-    assert rep["agreement"]["identical"] == 1.0 and rep["steps"] == 40
+    assert rep["agreement"] == rep["agreement_detail"]["identical"] == 1.0 and rep["steps"] == 40
     assert rep["spikes"]["1"] > 20 and rep["spikes"]["3"] > 0
     assert sorted(Path(f).name for f in rep["files"]) == ["model_pynn.py", "pynn_spikes.npz"]
     assert [r["neurons"] for r in rep["usage"]] == [50, 10]

@@ -181,7 +181,8 @@ def test_deploy_the_bundled_egru_lm_on_spinnaker2(tmp_path, capsys):
     assert code == 0 and rep["target"] == "spinnaker2" and rep["model"] == "EGRULM" and rep["fits"] is True
     for k in ("cores_used", "routing_entries_max", "packets", "energy_j", "agreement", "per_token", "quality"):
         assert k in rep
-    assert rep["agreement"]["identical"] == 1.0 and rep["tokens"] == 40 and rep["density"] == 0.5
+    assert rep["agreement"] == 1.0 and rep["agreement_detail"]["logits_identical"] is True
+    assert rep["tokens"] == 40 and rep["density"] == 0.5
     assert rep["quality"]["float"]["bpc"] < rep["quality"]["pruned_quantized"]["bpc"]
     assert rep["pes_used"] == rep["analytic"]["pes_used"] and rep["cores_used"] == rep["pes_used"] + 1
     saved = json.loads((tmp_path / "o" / "egru_report.json").read_text())

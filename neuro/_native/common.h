@@ -120,7 +120,7 @@ INLINE void share(i64 n, int t, int nt, i64 *lo, i64 *hi) {
 
 /* Split `n` items with cumulative work `cum[0..n]` (non-decreasing, cum[0] = 0) into `nt` ranges of
  * about equal work: bounds[0] = 0, bounds[nt] = n. */
-static void balance(const i64 *cum, i64 n, int nt, i64 *bounds) {
+static inline void balance(const i64 *cum, i64 n, int nt, i64 *bounds) {
     i64 total = cum[n];
     bounds[0] = 0;
     i64 i = 0;

@@ -262,6 +262,28 @@ def _bpc(logits: torch.Tensor, ids: torch.Tensor) -> float:
     return float(ce) / math.log(2)
 
 
+def model_and_text(owner: str, model, model_dir, density, ids, valid_chars: int):
+    """The EGRU LM to deploy (``model``, else the folder ``model_dir``, else the bundled one) and the token
+    ids to run (``ids``, else the first ``valid_chars`` characters of the Tiny Shakespeare valid split,
+    encoded with the model's own vocabulary), after checking ``density``. Shape: ids -> [N] int64."""
+    from ...io import load_model
+    from ...models.egru_lm import EGRULM
+
+    if model is None:
+        model = load_model(Path(model_dir) if model_dir is not None else BUNDLED_MODEL)
+    if not isinstance(model, EGRULM):
+        raise ParameterError(owner, "model", type(model).__name__, "an EGRULM")
+    _check_density(owner, density)
+    if ids is None:
+        if isinstance(valid_chars, bool) or not isinstance(valid_chars, int) or valid_chars < 2:
+            raise ParameterError(owner, "valid_chars", valid_chars, "an integer >= 2")
+        from ...data.text import tinyshakespeare
+
+        splits = tinyshakespeare()
+        ids = model.tokenizer.encode(splits.tokenizer.decode(splits.valid[:valid_chars]))
+    return model, torch.as_tensor(ids, dtype=torch.int64)
+
+
 def egru_on_spinnaker2(model_dir=None, density: float = 0.5, valid_chars: int = 2000, scale: str = "float",
                        machine="spinnaker2", model=None, ids: Optional[torch.Tensor] = None,
                        **machine_overrides) -> dict:
@@ -273,23 +295,9 @@ def egru_on_spinnaker2(model_dir=None, density: float = 0.5, valid_chars: int = 
     (per character)."""
     from ...energy.report import total_energy
     from ...energy.targets import builtin_models
-    from ...io import load_model
-    from ...models.egru_lm import EGRULM
     from .energy import router_priced
 
-    if model is None:
-        model = load_model(Path(model_dir) if model_dir is not None else BUNDLED_MODEL)
-    if not isinstance(model, EGRULM):
-        raise ParameterError("egru_on_spinnaker2", "model", type(model).__name__, "an EGRULM")
-    _check_density("egru_on_spinnaker2", density)
-    if ids is None:
-        if isinstance(valid_chars, bool) or not isinstance(valid_chars, int) or valid_chars < 2:
-            raise ParameterError("egru_on_spinnaker2", "valid_chars", valid_chars, "an integer >= 2")
-        from ...data.text import tinyshakespeare
-
-        splits = tinyshakespeare()
-        ids = model.tokenizer.encode(splits.tokenizer.decode(splits.valid[:valid_chars]))   # the model's own ids
-    ids = torch.as_tensor(ids, dtype=torch.int64)
+    model, ids = model_and_text("egru_on_spinnaker2", model, model_dir, density, ids, valid_chars)
     m = load_machine(machine, **machine_overrides)
     pruned, _ = compress_lm(model, density, quantize=False)
     quant, qreport = compress_lm(model, density, quantize=True, scale=scale)

@@ -59,13 +59,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from ...core.errors import HardwareLimitError, ParameterError, ShapeError
-from .egru import (BUNDLED_MODEL, CYCLES_PER_NONLINEAR, PAPER, _check_density, prune_magnitude,
+from .egru import (CYCLES_PER_NONLINEAR, PAPER, _check_density, prune_magnitude,
                    quantize_rows, slice_layers)
 from .machine import Machine, load_machine
 from .partition import Slice
@@ -462,23 +461,10 @@ def egru_emulated(model_dir=None, density: float = 0.5, valid_chars: int = 200, 
     (``analytic=True``) and the paper's. ``ids``: token ids [L] (default: the first ``valid_chars``
     characters of the Tiny Shakespeare valid split, encoded with the model's vocabulary);
     ``routing=True`` adds the key blocks and tables."""
-    from ...io import load_model
-    from ...models.egru_lm import EGRULM
-    from .egru import egru_on_spinnaker2
+    from .egru import egru_on_spinnaker2, model_and_text
 
-    if model is None:
-        model = load_model(Path(model_dir) if model_dir is not None else BUNDLED_MODEL)
-    if not isinstance(model, EGRULM):
-        raise ParameterError("egru_emulated", "model", type(model).__name__, "an EGRULM")
-    _check_density("egru_emulated", density)
-    if ids is None:
-        if isinstance(valid_chars, bool) or not isinstance(valid_chars, int) or valid_chars < 2:
-            raise ParameterError("egru_emulated", "valid_chars", valid_chars, "an integer >= 2")
-        from ...data.text import tinyshakespeare
-
-        splits = tinyshakespeare()
-        ids = model.tokenizer.encode(splits.tokenizer.decode(splits.valid[:valid_chars]))   # the model's own ids
-    ids = np.asarray(torch.as_tensor(ids, dtype=torch.int64).numpy())
+    model, ids = model_and_text("egru_emulated", model, model_dir, density, ids, valid_chars)
+    ids = ids.numpy()
     m = load_machine(machine, **machine_overrides)
     net = fixed_egru(model, density, scale, frac_bits, payload_bits)
     mapping = map_fixed(net, m)

@@ -56,6 +56,7 @@ from ..core.errors import ParameterError, ShapeError, UnsupportedLayerError
 from ..io import savable
 from ..models.rwkv import (P0, WKV, Block, ChannelMix, RWKVConfig, RWKVLM, SquaredReLU, TimeMix, TokenShift,
                            WKVState)
+from ..models.lm import check_token_ids
 from ..models.transformer import Mul
 from .conversion import (EXACT_BITS, CalibrationRecord, FidelityReport, MapRecord, ValidationRecord, _absmax,
                          _grid, calibration_batches, op_table, perplexity_report, run_hooked)
@@ -324,11 +325,7 @@ class _QuantRWKVBase(ConvertedLM, nn.Module):
         return QRWKVState(layers, 0, batch_size)
 
     def _check_idx(self, idx) -> None:
-        if (not isinstance(idx, torch.Tensor) or idx.dim() != 2 or idx.dtype not in (torch.int64, torch.int32)
-                or idx.shape[1] < 1):
-            raise ShapeError(type(self).__name__, f"idx must be an integer tensor [B, L] with L >= 1, got "
-                                                  f"{getattr(idx, 'dtype', type(idx).__name__)} "
-                                                  f"{tuple(getattr(idx, 'shape', ()))}")
+        check_token_ids(type(self).__name__, idx, min_len=1)
 
     def _check_state(self, state, B: int) -> None:
         name = type(self).__name__

@@ -31,6 +31,7 @@ from torch import nn
 from ..core.errors import ParameterError, ShapeError
 from ..core.params import Params, integer, optional, param, record
 from ..io import savable
+from ..models.lm import LanguageModel, check_token_ids
 from ..models.transformer import TransformerConfig, causal_mask, padding_mask
 from .spiking_ops import (DTYPE, SPIKING_OPS, TWIN_OPS, OpSet, SpikingActivation, SpikingLinear, SpikingMatMul,
                           SpikingMul, SpikingRotary, SpikingSoftmax, q_grid, residual_add)
@@ -209,33 +210,26 @@ class SpikeCache:
     batch_size: int
 
 
-class ConvertedLM:
+class ConvertedLM(LanguageModel):
     """What the converted language models (Transformer, RWKV) share, mixed into their ``nn.Module``
-    bases: the original's configuration (of class ``CONFIG``) and the :class:`ConversionParams`, checked
-    and kept by :meth:`_configure`; ``timesteps``, ``vocab_chars`` and the model folder's config round trip."""
+    bases: the original's configuration (of class ``CONFIG``, as :class:`~neuro.models.lm.LanguageModel`)
+    and the :class:`ConversionParams`, checked and kept by :meth:`_configure`; ``timesteps`` and the model
+    folder's config round trip."""
 
     CONFIG: type = TransformerConfig
 
     def _configure(self, config, params) -> None:
         """Keeps ``config`` (a ``CONFIG`` or its dict) and ``params`` (a ConversionParams or its dict)."""
-        name, kind = type(self).__name__, self.CONFIG.__name__
-        if isinstance(config, dict):
-            config = self.CONFIG.from_dict(config)
-        if not isinstance(config, self.CONFIG):
-            raise ParameterError(name, "config", type(config).__name__, f"an instance of {kind} or a dict")
+        super()._configure(config)
         if isinstance(params, dict):
             params = ConversionParams.from_dict(params)
         if not isinstance(params, ConversionParams):
-            raise ParameterError(name, "params", type(params).__name__, "a ConversionParams or a dict")
-        self.config, self.params = config, params
+            raise ParameterError(type(self).__name__, "params", type(params).__name__, "a ConversionParams or a dict")
+        self.params = params
 
     @property
     def timesteps(self) -> int:
         return self.params.timesteps
-
-    @property
-    def vocab_chars(self) -> Optional[str]:
-        return self.config.vocab_chars
 
     def get_config(self) -> dict:
         return {"model": self.config.to_dict(), "conversion": self.params.to_dict()}
@@ -271,13 +265,7 @@ class _QuantTransformerBase(ConvertedLM, nn.Module):
                 m.narrow_output = True
 
     def _check_idx(self, idx, start: int) -> None:
-        if not isinstance(idx, torch.Tensor) or idx.dim() != 2 or idx.dtype not in (torch.int64, torch.int32):
-            raise ShapeError(type(self).__name__, f"idx must be an integer tensor [B, L], got "
-                                                  f"{getattr(idx, 'dtype', type(idx).__name__)} "
-                                                  f"{tuple(getattr(idx, 'shape', ()))}")
-        if start + idx.shape[1] > self.config.max_seq:
-            raise ShapeError(type(self).__name__, f"positions {start}..{start + idx.shape[1] - 1} exceed "
-                                                  f"max_seq = {self.config.max_seq}")
+        check_token_ids(type(self).__name__, idx, start, self.config.max_seq)
 
     def _out(self, x):
         if self.head is None:

@@ -59,6 +59,7 @@ from torch import nn
 from ..core.errors import ParameterError, ShapeError
 from ..core.params import Params, integer, optional, param, positive, record
 from ..io import savable
+from .lm import LanguageModel, check_token_ids
 from .transformer import BUNDLED_DIR, Mul, _optional_chars
 
 # Initial log-scale of the WKV state: far below any key, so e^{P0 - q} is exactly 0 (as in the
@@ -321,8 +322,53 @@ class RWKVState:
     batch_size: int
 
 
+class BlockStreamLM(LanguageModel):
+    """The running of a stack of token-recurrent blocks (RWKV, SpikeGPT): ``_embed`` the ids, run every
+    block in sequence (``forward``) or streaming from a state (``decode_step``; each block's
+    ``stream(x, layer_state)``), then ``head(ln_out(x))``. ``STATE`` is the state record (``layers``,
+    ``length``, ``batch_size``); :meth:`_check_state` checks its type, batch and number of layers."""
+
+    STATE: type
+
+    def _embed(self, idx: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _check_idx(self, idx: torch.Tensor) -> None:
+        check_token_ids(type(self).__name__, idx)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        """The sequence form. Shape: idx [B, L] -> logits [B, L, V]."""
+        self._check_idx(idx)
+        x = self._embed(idx)  # [B, L, D]
+        for blk in self.blocks:
+            x = blk(x)
+        return self.head(self.ln_out(x))  # [B, L, V]
+
+    def _check_state(self, state, B: int) -> None:
+        name = type(self).__name__
+        if not isinstance(state, self.STATE):
+            raise ParameterError(f"{name}.decode_step", "state", type(state).__name__,
+                                 f"a {self.STATE.__name__} from init_cache")
+        if B != state.batch_size:
+            raise ShapeError(name, f"idx_new has batch {B}, the state {state.batch_size}")
+        if len(state.layers) != self.config.n_layer:
+            raise ShapeError(name, f"the state holds {len(state.layers)} layers, the model {self.config.n_layer}")
+
+    def decode_step(self, idx_new: torch.Tensor, state):
+        """The recurrent form: ``l`` new tokens after the state. Shape: idx_new [B, l] -> logits [B, l, V], state."""
+        self._check_idx(idx_new)
+        B, L = idx_new.shape
+        self._check_state(state, B)
+        x = self._embed(idx_new)  # [B, l, D]
+        layers = []
+        for blk, ls in zip(self.blocks, state.layers):
+            x, ls = blk.stream(x, ls)
+            layers.append(ls)
+        return self.head(self.ln_out(x)), self.STATE(tuple(layers), state.length + L, B)
+
+
 @savable("RWKVLM")
-class RWKVLM(nn.Module):
+class RWKVLM(BlockStreamLM, nn.Module):
     """An RWKV-4 language model built from an :class:`RWKVConfig` (module docstring).
 
     Args:
@@ -337,13 +383,12 @@ class RWKVLM(nn.Module):
         torch.Size([1, 8, 65])
     """
 
+    CONFIG, STATE = RWKVConfig, RWKVState
+
     def __init__(self, config):
         super().__init__()
-        if isinstance(config, dict):
-            config = RWKVConfig.from_dict(config)
-        if not isinstance(config, RWKVConfig):
-            raise ParameterError("RWKVLM", "config", type(config).__name__, "an RWKVConfig or a dict")
-        self.config = config
+        self._configure(config)
+        config = self.config
         self.emb = nn.Embedding(config.vocab_size, config.d_model)
         self.ln_in = nn.LayerNorm(config.d_model, eps=config.norm_eps)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
@@ -390,33 +435,9 @@ class RWKVLM(nn.Module):
             for ln in (self.ln_in, self.ln_out):
                 nn.init.ones_(ln.weight), nn.init.zeros_(ln.bias)
 
-    def get_config(self) -> dict:
-        return self.config.to_dict()
-
-    @classmethod
-    def from_config(cls, config: dict) -> "RWKVLM":
-        return cls(RWKVConfig.from_dict(config))
-
-    @property
-    def vocab_chars(self) -> Optional[str]:
-        return self.config.vocab_chars
-
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
-
     # -- running ----------------------------------------------------------------------------------
-    def _check_idx(self, idx: torch.Tensor) -> None:
-        if not isinstance(idx, torch.Tensor) or idx.dim() != 2 or idx.dtype not in (torch.int64, torch.int32):
-            got = f"{getattr(idx, 'dtype', type(idx).__name__)} {tuple(getattr(idx, 'shape', ()))}"
-            raise ShapeError("RWKVLM", f"idx must be an integer tensor [B, L], got {got}")
-
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        """The parallel form. Shape: idx [B, L] -> logits [B, L, V]."""
-        self._check_idx(idx)
-        x = self.ln_in(self.emb(idx))  # [B, L, D]
-        for blk in self.blocks:
-            x = blk(x)
-        return self.head(self.ln_out(x))  # [B, L, V]
+    def _embed(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.ln_in(self.emb(idx))  # [B, L, D]
 
     def init_cache(self, batch_size: int) -> RWKVState:
         """The state before any token for ``batch_size`` sequences (zero shifts, empty WKV)."""
@@ -431,30 +452,13 @@ class RWKVLM(nn.Module):
         return RWKVState(layers, 0, batch_size)
 
     def _check_state(self, state, B: int) -> None:
-        if not isinstance(state, RWKVState):
-            raise ParameterError("RWKVLM.decode_step", "state", type(state).__name__, "an RWKVState from init_cache")
-        if B != state.batch_size:
-            raise ShapeError("RWKVLM", f"idx_new has batch {B}, the state {state.batch_size}")
-        if len(state.layers) != self.config.n_layer:
-            raise ShapeError("RWKVLM", f"the state holds {len(state.layers)} layers, the model {self.config.n_layer}")
+        super()._check_state(state, B)
         D, C = self.config.d_model, self.config.d_attn
         for i, ls in enumerate(state.layers):
             for name, t, want in (("att_x", ls.att_x, (B, D)), ("ffn_x", ls.ffn_x, (B, D)), ("wkv.a", ls.wkv.a, (B, C)),
                                   ("wkv.b", ls.wkv.b, (B, C)), ("wkv.p", ls.wkv.p, (B, C))):
                 if tuple(t.shape) != want:
                     raise ShapeError("RWKVLM", f"state of layer {i}: {name} is {tuple(t.shape)}, expected {want}")
-
-    def decode_step(self, idx_new: torch.Tensor, state: RWKVState) -> tuple[torch.Tensor, RWKVState]:
-        """The recurrent form: ``l`` new tokens after the state. Shape: idx_new [B, l] -> logits [B, l, V], state."""
-        self._check_idx(idx_new)
-        B, L = idx_new.shape
-        self._check_state(state, B)
-        x = self.ln_in(self.emb(idx_new))  # [B, l, D]
-        layers = []
-        for blk, ls in zip(self.blocks, state.layers):
-            x, ls = blk.stream(x, ls)
-            layers.append(ls)
-        return self.head(self.ln_out(x)), RWKVState(tuple(layers), state.length + L, B)
 
 
 def bundled_rwkv_dir() -> Path:

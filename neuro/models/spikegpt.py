@@ -27,12 +27,12 @@ from typing import Optional
 import torch
 from torch import nn
 
-from ..core.errors import ParameterError, ShapeError
+from ..core.errors import ParameterError
 from ..core.params import Params, integer, optional, param, positive, record
 from ..core.surrogate import ATan, spike
 from ..io import savable
 from ..neurons.lif import LIF, LIFState
-from .rwkv import ChannelMix, RWKVConfig, RWKVLM, TimeMix, WKVState, wkv_init
+from .rwkv import BlockStreamLM, ChannelMix, RWKVConfig, RWKVLM, TimeMix, WKVState, wkv_init
 from .transformer import _optional_chars
 
 
@@ -141,7 +141,7 @@ class SpikeGPTState:
 
 
 @savable("SpikeGPT")
-class SpikeGPT(nn.Module):
+class SpikeGPT(BlockStreamLM, nn.Module):
     """A SpikeGPT language model built from a :class:`SpikeGPTConfig` (module docstring).
 
     Args:
@@ -156,13 +156,12 @@ class SpikeGPT(nn.Module):
         torch.Size([1, 8, 65])
     """
 
+    CONFIG, STATE = SpikeGPTConfig, SpikeGPTState
+
     def __init__(self, config):
         super().__init__()
-        if isinstance(config, dict):
-            config = SpikeGPTConfig.from_dict(config)
-        if not isinstance(config, SpikeGPTConfig):
-            raise ParameterError("SpikeGPT", "config", type(config).__name__, "a SpikeGPTConfig or a dict")
-        self.config = config
+        self._configure(config)
+        config = self.config
         self.emb = nn.Embedding(config.vocab_size, config.d_model)
         self.binary = Heaviside()
         self.blocks = nn.ModuleList(SpikeBlock(config) for _ in range(config.n_layer))
@@ -180,37 +179,13 @@ class SpikeGPT(nn.Module):
         with torch.no_grad():
             nn.init.normal_(self.emb.weight, 0.0, 1.0)
 
-    def get_config(self) -> dict:
-        return self.config.to_dict()
-
-    @classmethod
-    def from_config(cls, config: dict) -> "SpikeGPT":
-        return cls(SpikeGPTConfig.from_dict(config))
-
-    @property
-    def vocab_chars(self) -> Optional[str]:
-        return self.config.vocab_chars
-
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
-
     def lifs(self) -> list[tuple[str, LIF]]:
         """The spiking layers by name (``blocks.i.lif1`` after time mixing, ``blocks.i.lif2`` after channel mixing)."""
         return [(n, m) for n, m in self.named_modules() if isinstance(m, LIF)]
 
     # -- running ----------------------------------------------------------------------------------
-    def _check_idx(self, idx: torch.Tensor) -> None:
-        if not isinstance(idx, torch.Tensor) or idx.dim() != 2 or idx.dtype not in (torch.int64, torch.int32):
-            got = f"{getattr(idx, 'dtype', type(idx).__name__)} {tuple(getattr(idx, 'shape', ()))}"
-            raise ShapeError("SpikeGPT", f"idx must be an integer tensor [B, L], got {got}")
-
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        """The sequence form. Shape: idx [B, L] -> logits [B, L, V]."""
-        self._check_idx(idx)
-        x = self.binary(self.emb(idx))  # [B, L, D] in {0, 1}
-        for blk in self.blocks:
-            x = blk(x)
-        return self.head(self.ln_out(x))  # [B, L, V]
+    def _embed(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.binary(self.emb(idx))  # [B, L, D] in {0, 1}
 
     @torch.no_grad()
     def spike_rates(self, idx: torch.Tensor) -> dict:
@@ -238,27 +213,6 @@ class SpikeGPT(nn.Module):
         layers = tuple(SpikeLayerState(z(), z(), wkv_init(batch_size, C, ref.dtype, ref.device), z(), z())
                        for _ in range(self.config.n_layer))
         return SpikeGPTState(layers, 0, batch_size)
-
-    def _check_state(self, state, B: int) -> None:
-        if not isinstance(state, SpikeGPTState):
-            raise ParameterError("SpikeGPT.decode_step", "state", type(state).__name__,
-                                 "a SpikeGPTState from init_cache")
-        if B != state.batch_size:
-            raise ShapeError("SpikeGPT", f"idx_new has batch {B}, the state {state.batch_size}")
-        if len(state.layers) != self.config.n_layer:
-            raise ShapeError("SpikeGPT", f"the state holds {len(state.layers)} layers, the model {self.config.n_layer}")
-
-    def decode_step(self, idx_new: torch.Tensor, state: SpikeGPTState) -> tuple[torch.Tensor, SpikeGPTState]:
-        """The recurrent form: ``l`` new tokens after the state. Shape: idx_new [B, l] -> logits [B, l, V], state."""
-        self._check_idx(idx_new)
-        B, L = idx_new.shape
-        self._check_state(state, B)
-        x = self.binary(self.emb(idx_new))  # [B, l, D]
-        layers = []
-        for blk, ls in zip(self.blocks, state.layers):
-            x, ls = blk.stream(x, ls)
-            layers.append(ls)
-        return self.head(self.ln_out(x)), SpikeGPTState(tuple(layers), state.length + L, B)
 
 
 __all__ = ["Heaviside", "SpikeBlock", "SpikeGPT", "SpikeGPTConfig", "SpikeGPTState", "SpikeLayerState", "lif_tokens"]

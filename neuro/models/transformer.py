@@ -48,6 +48,7 @@ from torch import nn
 from ..core.errors import ParameterError, ShapeError
 from ..core.params import Params, boolean, integer, one_of, optional, param, positive, record, unit_interval_closed
 from ..io import savable
+from .lm import LanguageModel, check_token_ids
 
 # Additive mask value for a key a query may not see: finite (so masked scores never make NaN or Inf
 # in a quantized copy), and far below any real score (exp underflows to exactly 0 in float32).
@@ -391,7 +392,7 @@ class KVCache:
 
 
 @savable("TransformerLM")
-class TransformerLM(nn.Module):
+class TransformerLM(LanguageModel, nn.Module):
     """A Transformer language model (decoder) or encoder built from a :class:`TransformerConfig`.
 
     Args:
@@ -407,13 +408,12 @@ class TransformerLM(nn.Module):
         torch.Size([1, 8, 65])
     """
 
+    CONFIG = TransformerConfig
+
     def __init__(self, config):
         super().__init__()
-        if isinstance(config, dict):
-            config = TransformerConfig.from_dict(config)
-        if not isinstance(config, TransformerConfig):
-            raise ParameterError("TransformerLM", "config", type(config).__name__, "a TransformerConfig or a dict")
-        self.config = config
+        self._configure(config)
+        config = self.config
         self.embed = Embeddings(config)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
         self.norm_f = None if config.is_encoder else _norm(config)
@@ -435,29 +435,9 @@ class TransformerLM(nn.Module):
             else:
                 nn.init.ones_(p)  # norm gains
 
-    def get_config(self) -> dict:
-        return self.config.to_dict()
-
-    @classmethod
-    def from_config(cls, config: dict) -> "TransformerLM":
-        return cls(TransformerConfig.from_dict(config))
-
-    @property
-    def vocab_chars(self) -> Optional[str]:
-        return self.config.vocab_chars
-
-    def num_parameters(self) -> int:
-        """Distinct parameters (a tied head counts once)."""
-        return sum(p.numel() for p in self.parameters())
-
     # -- running ----------------------------------------------------------------------------------
     def _check_idx(self, idx: torch.Tensor, start: int) -> None:
-        if not isinstance(idx, torch.Tensor) or idx.dim() != 2 or idx.dtype not in (torch.int64, torch.int32):
-            got = f"{getattr(idx, 'dtype', type(idx).__name__)} {tuple(getattr(idx, 'shape', ()))}"
-            raise ShapeError("TransformerLM", f"idx must be an integer tensor [B, L], got {got}")
-        if start + idx.shape[1] > self.config.max_seq:
-            raise ShapeError("TransformerLM", f"positions {start}..{start + idx.shape[1] - 1} exceed max_seq = "
-                                              f"{self.config.max_seq}")
+        check_token_ids("TransformerLM", idx, start, self.config.max_seq)
 
     def _out(self, x: torch.Tensor) -> torch.Tensor:
         if self.head is None:

@@ -27,27 +27,35 @@ SIZES = {
 }
 
 
+def add_lm_arguments(p, seq_len: int = 128, d_model: int = 128, layers: int = 4, minutes: float = 5.0,
+                     minutes_help: str = "wall-clock training budget", weight_decay: float = 0.1,
+                     eval_chars=None, steps_help: str = ("as many as --minutes allows; --epochs N means N "
+                                                          "passes over the training split")) -> None:
+    """The options every char-level LM task shares (checked by :func:`check_lm_args`), with the task's defaults."""
+    p.add_argument("--minutes", type=float, default=minutes, help=f"{minutes_help} (default {minutes:g})")
+    p.add_argument("--steps", type=int, default=None, help=f"optimizer steps (default: {steps_help})")
+    p.add_argument("--batch-size", type=int, default=16, help="sequences per step (default 16)")
+    p.add_argument("--seq-len", type=int, default=seq_len, help=f"training context (default {seq_len})")
+    p.add_argument("--d-model", type=int, default=d_model, help=f"model width (default {d_model})")
+    p.add_argument("--layers", type=int, default=layers, help=f"blocks (default {layers})")
+    p.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (default 3e-3)")
+    p.add_argument("--weight-decay", type=float, default=weight_decay,
+                   help=f"AdamW weight decay on matrices (default {weight_decay:g})")
+    p.add_argument("--warmup", type=int, default=100, help="linear warm-up steps (default 100)")
+    p.add_argument("--eval-chars", type=int, default=eval_chars,
+                   help="score on the first N valid characters (default: "
+                        f"{'the whole valid split' if eval_chars is None else eval_chars})")
+
+
 def _arguments(arch: str):
     def add(p):
         s = SIZES[arch]
-        p.add_argument("--minutes", type=float, default=5.0, help="wall-clock training budget (default 5)")
-        p.add_argument("--steps", type=int, default=None,
-                       help="optimizer steps (default: as many as --minutes allows; --epochs N means N passes "
-                            "over the training split)")
-        p.add_argument("--batch-size", type=int, default=16, help="sequences per step (default 16)")
-        p.add_argument("--seq-len", type=int, default=s["max_seq"], help=f"context length (default {s['max_seq']})")
-        p.add_argument("--d-model", type=int, default=s["d_model"], help=f"model width (default {s['d_model']})")
-        p.add_argument("--layers", type=int, default=s["n_layer"], help=f"blocks (default {s['n_layer']})")
+        add_lm_arguments(p, s["max_seq"], s["d_model"], s["n_layer"])
         p.add_argument("--heads", type=int, default=s["n_head"], help=f"attention heads (default {s['n_head']})")
         if arch == "llama":
             p.add_argument("--kv-heads", type=int, default=s["n_kv_head"],
                            help=f"key/value heads (grouped-query attention; default {s['n_kv_head']})")
         p.add_argument("--d-ff", type=int, default=s["d_ff"], help=f"MLP hidden width (default {s['d_ff']})")
-        p.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (default 3e-3)")
-        p.add_argument("--weight-decay", type=float, default=0.1, help="AdamW weight decay on matrices (default 0.1)")
-        p.add_argument("--warmup", type=int, default=100, help="linear warm-up steps (default 100)")
-        p.add_argument("--eval-chars", type=int, default=None,
-                       help="score on the first N valid characters (default: the whole valid split)")
     return add
 
 

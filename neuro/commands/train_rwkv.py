@@ -10,27 +10,15 @@ its character vocabulary in the config, to ``OUT/rwkv-char``.
 from __future__ import annotations
 
 from .train import TrainTask
-from .train_lm import check_lm_args, train_and_save
+from .train_lm import add_lm_arguments, check_lm_args, train_and_save
 
 DEFAULTS = dict(d_model=128, n_layer=4, seq_len=128)
 
 
 def add_arguments(p):
     d = DEFAULTS
-    p.add_argument("--minutes", type=float, default=5.0, help="wall-clock training budget (default 5)")
-    p.add_argument("--steps", type=int, default=None,
-                   help="optimizer steps (default: as many as --minutes allows; --epochs N means N passes over "
-                        "the training split)")
-    p.add_argument("--batch-size", type=int, default=16, help="sequences per step (default 16)")
-    p.add_argument("--seq-len", type=int, default=d["seq_len"], help=f"training context (default {d['seq_len']})")
-    p.add_argument("--d-model", type=int, default=d["d_model"], help=f"model width (default {d['d_model']})")
-    p.add_argument("--layers", type=int, default=d["n_layer"], help=f"blocks (default {d['n_layer']})")
+    add_lm_arguments(p, d["seq_len"], d["d_model"], d["n_layer"], weight_decay=0.01)
     p.add_argument("--d-ff", type=int, default=None, help="channel-mixing hidden width (default 4 d_model)")
-    p.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (default 3e-3)")
-    p.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay on matrices (default 0.01)")
-    p.add_argument("--warmup", type=int, default=100, help="linear warm-up steps (default 100)")
-    p.add_argument("--eval-chars", type=int, default=None,
-                   help="score on the first N valid characters (default: the whole valid split)")
 
 
 def run(args):

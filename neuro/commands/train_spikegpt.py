@@ -22,22 +22,12 @@ import math
 import time
 
 from .train import TrainTask
-from .train_lm import check_lm_args, fit
+from .train_lm import add_lm_arguments, check_lm_args, fit
 
 
 def add_arguments(p):
-    p.add_argument("--minutes", type=float, default=15.0,
-                   help="training budget per model in CPU minutes of this process (default 15)")
-    p.add_argument("--steps", type=int, default=None, help="optimizer steps per model (default: as the budget allows)")
-    p.add_argument("--batch-size", type=int, default=16, help="sequences per step (default 16)")
-    p.add_argument("--seq-len", type=int, default=128, help="training context (default 128)")
-    p.add_argument("--d-model", type=int, default=128, help="model width (default 128)")
-    p.add_argument("--layers", type=int, default=4, help="blocks (default 4)")
-    p.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (default 3e-3)")
-    p.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay on matrices (default 0.01)")
-    p.add_argument("--warmup", type=int, default=100, help="linear warm-up steps (default 100)")
-    p.add_argument("--eval-chars", type=int, default=20000,
-                   help="score on the first N valid characters (default 20000)")
+    add_lm_arguments(p, minutes=15.0, minutes_help="training budget per model in CPU minutes of this process",
+                     weight_decay=0.01, eval_chars=20000, steps_help="as the budget allows")
     p.add_argument("--baseline", choices=("none", "rwkv"), default="none",
                    help="also train a float RWKV-4 of the same size and budget (default none)")
     p.add_argument("--baseline-only", action="store_true", help="train only the --baseline model")

@@ -60,7 +60,8 @@ HELP = ("export a saved spiking model to NIR, compile it for Loihi 2 and check i
 
 
 def add_arguments(p):
-    p.add_argument("model", type=Path, help="saved model folder (SpikingSequential, RecurrentNetwork, or an EGRU LM for spinnaker1|2)")
+    p.add_argument("model", type=Path,
+                   help="saved model folder (SpikingSequential, RecurrentNetwork, or an EGRU LM for spinnaker1|2)")
     p.add_argument("--target", required=True, choices=sorted(TARGETS), help=", ".join(sorted(TARGETS)))
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--lava", action="store_true", help="loihi: also run Lava and compare it with the emulator")

@@ -29,6 +29,9 @@ def add_arguments(p):
     p.add_argument("--eval-chars", type=int, default=2000, help="tokens scored (default 2000)")
     p.add_argument("--calibration-tokens", type=int, default=8192, help="calibration tokens used (default 8192)")
     p.add_argument("--weight-bits", type=int, default=10, help="signed weight bits (default 10)")
+    p.add_argument("--headroom-bits", type=int, default=None,
+                   help="bits of encoder range above the calibrated maxima (default: chosen on held-out "
+                        "calibration windows among 0 .. 1 + max(0, T - 8) // 4)")
     p.add_argument("--trust-pickle", action="store_true",
                    help="allow a pytorch_model.bin checkpoint (read with torch.load(weights_only=True))")
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUT_DIR")
@@ -53,7 +56,8 @@ def run(args) -> int:
     import torch
     from tqdm.auto import tqdm
 
-    from ..converters.conversion import calibrate, map_model, quantized_twin, report, validate
+    from ..converters.conversion import (auto_headroom_split, calibrate, choose_headroom, map_model, quantized_twin,
+                                         report, validate)
     from ..converters.spiking_transformer import ConversionParams
     from ..converters.workflow import eval_ids, load_any
     from ..core.errors import ParameterError
@@ -65,7 +69,7 @@ def run(args) -> int:
         raise ParameterError("neuro convert", "eval-chars", args.eval_chars, "an integer >= 2")
     if args.out.exists() and not args.overwrite:
         raise ParameterError("neuro convert", "out", str(args.out), "a folder that does not exist yet (or --overwrite)")
-    params = ConversionParams(timesteps=args.timesteps, weight_bits=args.weight_bits)
+    params = ConversionParams(timesteps=args.timesteps, weight_bits=args.weight_bits, headroom_bits=args.headroom_bits)
     with torch.no_grad(), tqdm(total=5, desc="neuro convert", unit="stage", disable=args.json) as bar:
         bar.set_postfix_str("load")
         model = load_any(args.model, trust_pickle=args.trust_pickle).eval()
@@ -74,7 +78,10 @@ def run(args) -> int:
         val = validate(model)
         bar.update()
         bar.set_postfix_str("calibrate")
-        calib = calibrate(model, _calibration(args.calibration), args.calibration_tokens, progress=not args.json)
+        calibration = _calibration(args.calibration)
+        calib = calibrate(model, calibration, args.calibration_tokens, progress=not args.json)
+        params, chosen = choose_headroom(model, auto_headroom_split(model, calibration, params, args.calibration_tokens),
+                                         params)
         bar.update()
         bar.set_postfix_str("map")
         snn, twin = map_model(model, calib, params), quantized_twin(model, calib, params)
@@ -91,7 +98,8 @@ def run(args) -> int:
     doc = {"model": str(args.model), "out": str(out), "timesteps": args.timesteps,
            "arch": _arch(model), "unsupported_ops": [], "validated_modules": len(val.modules),
            "calibration": calib.summary() | {"outlier_channels": {k: len(v) for k, v in calib.outliers.items()}},
-           "eval_tokens": int(ids.numel()), **rep.to_dict()}
+           "eval_tokens": int(ids.numel()), "headroom_bits": params.headroom,
+           "headroom_choice": chosen.summary() if chosen is not None else None, **rep.to_dict()}
     doc["not_accumulate_only"] = [{"layer": r["layer"], "op": r["op"], "mac_per_token": r["mac_per_token"],
                                    "nonlinear_per_token": r["nonlinear_per_token"]}
                                   for r in rep.layers if r["mac_per_token"] or r["nonlinear_per_token"]]
@@ -102,6 +110,9 @@ def run(args) -> int:
     if rep.metric == "perplexity":
         print(f"  perplexity: float {rep.ann:.4f}  quantized twin {rep.twin:.4f}  spiking {rep.snn:.4f} "
               f"({100 * (rep.snn / rep.ann - 1):+.2f}% vs float) on {ids.numel()} tokens")
+    if chosen is not None:
+        print(f"  encoder headroom: {chosen.chosen} bit(s), chosen on {chosen.held_out_tokens} held-out calibration "
+              f"tokens ({chosen.metric}: " + ", ".join(f"{h}: {v:.4f}" for h, v in chosen.scores.items()) + ")")
     print(f"  cosine similarity of outputs (spiking vs float): {rep.cosine_to_ann:.6f}; "
           f"spiking == twin exactly: {rep.snn_equals_twin}")
     print(f"  not accumulate-only (per token): {len(doc['not_accumulate_only'])} operators, "

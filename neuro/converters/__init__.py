@@ -1,6 +1,6 @@
 """Converters into neuro: SpikingJelly networks (:func:`from_spikingjelly`) and Transformer and RWKV language
 models into spiking Transformers and spiking RWKVs (:func:`convert`, with its stages :func:`validate`, :func:`calibrate`,
-:func:`map_model`, :func:`report`; :func:`demo_conversion` for the demo), reading Hugging Face folders
+:func:`choose_headroom`, :func:`map_model`, :func:`report`; :func:`demo_conversion` for the demo), reading Hugging Face folders
 (:func:`load_hf_folder`, :func:`from_hf`).
 
 Submodules are imported on first use, so ``import neuro.converters`` does not load SpikingJelly.
@@ -12,6 +12,7 @@ import importlib
 _LAZY = {"from_spikingjelly": "neuro.converters.spikingjelly",
          "convert": "neuro.converters.conversion", "validate": "neuro.converters.conversion",
          "calibrate": "neuro.converters.conversion", "map_model": "neuro.converters.conversion",
+         "choose_headroom": "neuro.converters.conversion", "headroom_split": "neuro.converters.conversion",
          "quantized_twin": "neuro.converters.conversion", "report": "neuro.converters.conversion",
          "ConversionParams": "neuro.converters.spiking_transformer",
          "SpikingTransformer": "neuro.converters.spiking_transformer",

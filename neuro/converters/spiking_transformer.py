@@ -47,7 +47,8 @@ class ConversionParams(Params):
     spread_bits: int = param(8, integer(lo=0, hi=20), doc="largest ratio (log2) between two channels' steps in one encoder")
     headroom_bits: Optional[int] = param(None, optional(integer(lo=0, hi=8)),
                                          doc="encoder ranges are the calibrated maxima times 2^headroom_bits; "
-                                             "None: 1 + (T - 8) // 4 for T > 8, else 1")
+                                             "None: convert() chooses it on held-out calibration windows, "
+                                             "map_model() takes 1 + (T - 8) // 4 for T > 8, else 1")
 
     @property
     def headroom(self) -> int:

@@ -14,7 +14,8 @@ import torch
 
 from ..core.errors import FormatError, ParameterError
 from ..models.transformer import TransformerLM, generate
-from .conversion import backend_for, calibrate, map_model, quantized_twin, report, validate
+from .conversion import (auto_headroom_split, backend_for, calibrate, choose_headroom, map_model, quantized_twin, report,
+                         validate)
 from .spiking_transformer import ConversionParams
 
 BUNDLED = Path(__file__).resolve().parent.parent / "data" / "models"
@@ -86,6 +87,7 @@ def sweep(model: TransformerLM, calibration, timesteps: Sequence[int], ids: torc
     """
     validate(model)
     calib = calibrate(model, calibration, progress=progress)
+    split = auto_headroom_split(model, calibration, ConversionParams(**params))  # headroom chosen per T
     rows, models = [], {}
     it = list(timesteps)
     if progress:
@@ -95,12 +97,13 @@ def sweep(model: TransformerLM, calibration, timesteps: Sequence[int], ids: torc
     for T in it:
         if not isinstance(T, int) or isinstance(T, bool) or T < 1:
             raise ParameterError("convert", "timesteps", T, "an integer >= 1")
-        p = ConversionParams(timesteps=T, **params)
+        p, chosen = choose_headroom(model, split, ConversionParams(timesteps=T, **params))
         snn, twin = map_model(model, calib, p), quantized_twin(model, calib, p)
         rep = report(model, snn, twin, ids, layers=(layers_at == T))
         if ann is None:
             ann = rep.ann
-        rows.append(rep.to_dict())
+        rows.append(rep.to_dict() | {"headroom_bits": p.headroom}
+                    | ({"headroom_scores": chosen.summary()["scores"]} if chosen is not None else {}))
         models[T] = snn
     return {"calibration": calib, "rows": rows, "models": models}
 

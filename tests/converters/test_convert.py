@@ -241,3 +241,67 @@ def test_headroom_rule():
     assert ConversionParams(timesteps=16, headroom_bits=0).headroom == 0
     with pytest.raises(ParameterError):
         ConversionParams(headroom_bits=-1)
+
+
+# ------------------------------------------------------------------------------------ headroom choice
+def test_headroom_is_chosen_on_held_out_windows_and_recorded(tmp_path):
+    import torch.nn.functional as F
+
+    from neuro.converters.conversion import headroom_split
+
+    m = tiny("gpt", seed=1)
+    ids = torch.randint(0, V, (8 * 12,), generator=torch.Generator().manual_seed(3))   # 8 windows of max_seq = 12
+    snn = convert(m, ids, timesteps=4)
+    rec = snn.records["headroom"]
+    assert rec.fit_tokens == 6 * 12 and rec.held_out_tokens == 2 * 12                # 3/4 fit, 1/4 held out
+    assert sorted(rec.scores) == [0, 1] and rec.chosen == min(rec.scores, key=rec.scores.get)
+    assert snn.params.headroom_bits == rec.chosen
+    fit, held = ids[:72], ids[72:].view(2, 12)
+    assert torch.equal(headroom_split(m, ids).held_out[0], held)
+    for h, score in rec.scores.items():                                                # the score, recomputed
+        twin = quantized_twin(m, calibrate(m, fit), ConversionParams(timesteps=4, headroom_bits=h))
+        with torch.no_grad():
+            ce = F.cross_entropy(twin(held)[:, :-1].double().reshape(-1, V), held[:, 1:].reshape(-1))
+        assert score == pytest.approx(float(ce), rel=1e-12)
+    x = torch.randint(0, V, (2, 12))
+    same = convert(m, ids, timesteps=4, headroom_bits=rec.chosen)                       # ranges from all windows
+    assert torch.equal(snn(x), same(x)) and "headroom" not in same.records
+    back = load_model(save_model(snn, tmp_path / "snn"))
+    assert back.params.headroom_bits == rec.chosen and torch.equal(back(x), snn(x))
+
+
+def test_headroom_choice_candidates_and_when_it_is_skipped():
+    from neuro.converters.conversion import choose_headroom, headroom_split
+
+    m = tiny("gpt")
+    split = headroom_split(m, torch.randint(0, V, (4 * 12,)))
+    _, rec = choose_headroom(m, split, ConversionParams(timesteps=16))
+    assert sorted(rec.scores) == [0, 1, 2, 3]                                          # 0 .. the rule's 3 bits
+    p, rec = choose_headroom(m, split, ConversionParams(timesteps=4, headroom_bits=2))  # explicit: kept
+    assert rec is None and p.headroom_bits == 2
+    assert headroom_split(m, torch.randint(0, V, (12,))) is None                       # one window: nothing to hold out
+    snn = convert(m, torch.randint(0, V, (12,)), timesteps=4)
+    assert "headroom" not in snn.records and snn.params.headroom_bits is None and snn.params.headroom == 1
+    enc = tiny("bert")
+    _, rec = choose_headroom(enc, headroom_split(enc, torch.randint(0, V, (4 * 12,))), ConversionParams(timesteps=4))
+    assert rec.metric == "1 - cosine" and all(0 <= v < 1 for v in rec.scores.values())
+
+
+def test_chosen_headroom_beats_the_fixed_rule_on_the_bundled_gpt_at_T5():
+    from neuro.converters.workflow import bundled_model_dir, eval_ids, load_any
+    from neuro.data.text import CharTokenizer, tinyshakespeare
+    from neuro.models.transformer import evaluate_lm
+
+    m = load_any(bundled_model_dir("gpt-char")).eval()
+    splits = tinyshakespeare()
+    calib = CharTokenizer(list(m.config.vocab_chars)).encode(splits.tokenizer.decode(splits.train[:4096]))
+    snn = convert(m, calib, timesteps=5)
+    rec = snn.records["headroom"]
+    assert rec.chosen == 0 and rec.scores[0] < rec.scores[1] - 0.02                  # nats per character
+    rule = quantized_twin(m, snn.records["calibrate"], ConversionParams(timesteps=5))   # one bit of headroom
+    ids = eval_ids(m, 2000)
+    with torch.no_grad():
+        chosen_ppl = evaluate_lm(snn.records["twin"], ids, 128)["perplexity"]
+        rule_ppl = evaluate_lm(rule, ids, 128)["perplexity"]
+        float_ppl = evaluate_lm(m, ids, 128)["perplexity"]
+    assert chosen_ppl < rule_ppl and chosen_ppl < 1.05 * float_ppl < rule_ppl          # unseen text agrees

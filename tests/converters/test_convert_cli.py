@@ -135,3 +135,20 @@ def test_demo_conversion_reports_per_T_plots_and_generates(tmp_path):
     assert gaps[1] < gaps[0]
     assert (tmp_path / "demo" / "fidelity.png").stat().st_size > 1000
     assert len(res["samples"]) == 1 and res["samples"][0].startswith("ROMEO:\n") and len(res["samples"][0]) == 19
+
+
+def test_headroom_option_and_its_report(char_model, tmp_path, capsys):
+    out = tmp_path / "snn"
+    args = ("--timesteps", 5, "--calibration", char_model / "calib.txt", "--eval", char_model / "calib.txt",
+            "--eval-chars", 100, "--json")
+    code, stdout, _ = _run(capsys, char_model / "gpt", "--out", out, *args)
+    doc = json.loads(stdout)
+    choice = doc["headroom_choice"]
+    assert code == 0 and doc["headroom_bits"] == choice["headroom_bits"] in (0, 1)
+    assert set(choice["scores"]) == {"0", "1"} and choice["held_out_tokens"] > 0
+    assert load_model(out).params.headroom_bits == doc["headroom_bits"]
+    code, stdout, _ = _run(capsys, char_model / "gpt", "--out", tmp_path / "fixed", "--headroom-bits", 2, *args)
+    doc = json.loads(stdout)
+    assert code == 0 and doc["headroom_bits"] == 2 and doc["headroom_choice"] is None
+    code, _, err = _run(capsys, char_model / "gpt", "--out", tmp_path / "bad", "--headroom-bits", 9, *args)
+    assert code == 2 and "headroom_bits" in err and not (tmp_path / "bad").exists()

@@ -80,8 +80,8 @@ def run(args) -> int:
         bar.set_postfix_str("calibrate")
         calibration = _calibration(args.calibration)
         calib = calibrate(model, calibration, args.calibration_tokens, progress=not args.json)
-        params, chosen = choose_headroom(model, auto_headroom_split(model, calibration, params, args.calibration_tokens),
-                                         params)
+        split = auto_headroom_split(model, calibration, params, args.calibration_tokens)
+        params, chosen = choose_headroom(model, split, params)
         bar.update()
         bar.set_postfix_str("map")
         snn, twin = map_model(model, calib, params), quantized_twin(model, calib, params)

@@ -1,7 +1,7 @@
 """Converters into neuro: SpikingJelly networks (:func:`from_spikingjelly`) and Transformer and RWKV language
 models into spiking Transformers and spiking RWKVs (:func:`convert`, with its stages :func:`validate`, :func:`calibrate`,
-:func:`choose_headroom`, :func:`map_model`, :func:`report`; :func:`demo_conversion` for the demo), reading Hugging Face folders
-(:func:`load_hf_folder`, :func:`from_hf`).
+:func:`choose_headroom`, :func:`map_model`, :func:`report`; :func:`demo_conversion` for the demo), reading Hugging
+Face folders (:func:`load_hf_folder`, :func:`from_hf`).
 
 Submodules are imported on first use, so ``import neuro.converters`` does not load SpikingJelly.
 """

@@ -31,8 +31,8 @@ values beyond that saturate at ``(2^T - 1) s_c``. The headroom is chosen on the 
 candidate from 0 bits up to the fixed rule's (one bit up to T = 8, then a quarter of the bits beyond 8:
 :attr:`ConversionParams.headroom`) mapped into a quantized twin and scored on the last quarter, the
 best kept (on the bundled GPT: 0 bits below T = 16, which moves the 1 % perplexity target from T = 8
-to T = 6). An explicit ``headroom_bits`` skips the choice. Attention probabilities use the fixed step ``2^-T`` (range
-[0, 1]). The non-linear operators' output grids are ``2^(ceil(log2 max) - fine_bits)``.
+to T = 6). An explicit ``headroom_bits`` skips the choice. Attention probabilities use the fixed step
+``2^-T`` (range [0, 1]). The non-linear operators' output grids are ``2^(ceil(log2 max) - fine_bits)``.
 
 Other architectures. :data:`BACKENDS` maps a model class to the module holding its own stages
 (``validate``, ``calibrate``, ``map_model``, ``report``): every public stage here, and :func:`convert`,
@@ -511,15 +511,15 @@ def headroom_split(model: TransformerLM, calibration, max_tokens: int = 8192) ->
     return HeadroomSplit(calibrate(model, group(rows[:-n_held])), group(rows[-n_held:]))
 
 
-def _held_out_loss(model: TransformerLM, twin: QuantizedTransformer, batches: list) -> float:
+def _held_out_loss(model: TransformerLM, twin: QuantizedTransformer, batches: list, refs: Optional[list]) -> float:
     """Mean next-token cross-entropy of ``twin`` (decoders) or 1 - cosine of its hidden states with the
-    float model's (encoders) over ``batches``."""
+    float model's ``refs`` (encoders, one per batch) over ``batches``."""
     total, n = 0.0, 0
     with torch.no_grad():
-        for b in batches:
+        for i, b in enumerate(batches):
             y = twin(b)                                                     # [B, L, V] logits or [B, L, D]
             if model.config.is_encoder:
-                total += (1.0 - cosine(model(b), y)) * b.numel()
+                total += (1.0 - cosine(refs[i], y)) * b.numel()
             else:
                 logp = torch.log_softmax(y[:, :-1].double(), -1)           # [B, L-1, V]
                 total -= float(logp.gather(-1, b[:, 1:, None]).sum())
@@ -527,10 +527,11 @@ def _held_out_loss(model: TransformerLM, twin: QuantizedTransformer, batches: li
     return total / max(n, 1)
 
 
-def auto_headroom_split(model, calibration, params: ConversionParams, max_tokens: int = 8192) -> Optional[HeadroomSplit]:
+def auto_headroom_split(model, calibration, params: ConversionParams,
+                        max_tokens: int = 8192) -> Optional[HeadroomSplit]:
     """:func:`headroom_split` where :func:`choose_headroom` will use it: a Transformer (other backends
     keep their own ranges) whose ``params.headroom_bits`` is None; else None."""
-    if backend_for(model) is not None or not isinstance(params, ConversionParams) or params.headroom_bits is not None:
+    if backend_for(model) is not None or params.headroom_bits is not None:
         return None
     return headroom_split(model, calibration, max_tokens)
 
@@ -542,10 +543,12 @@ def choose_headroom(model: TransformerLM, split: Optional[HeadroomSplit], params
     An explicit ``params.headroom_bits``, or no split, leaves ``params`` as they are (record None)."""
     if params.headroom_bits is not None or split is None:
         return params, None
+    with torch.no_grad():                                                   # the float outputs, once
+        refs = [model(b) for b in split.held_out] if model.config.is_encoder else None
     scores = {}
     for h in range(0, params.headroom + 1):
         twin = quantized_twin(model, split.fit, params.replace(headroom_bits=h))
-        scores[h] = _held_out_loss(model, twin, split.held_out)
+        scores[h] = _held_out_loss(model, twin, split.held_out, refs)
     best = min(scores, key=lambda h: (scores[h], -h))                       # a tie keeps the wider range
     rec = HeadroomRecord(params.timesteps, best, scores,
                          "1 - cosine" if model.config.is_encoder else "cross_entropy",

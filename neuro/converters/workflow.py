@@ -14,8 +14,8 @@ import torch
 
 from ..core.errors import FormatError, ParameterError
 from ..models.transformer import TransformerLM, generate
-from .conversion import (auto_headroom_split, backend_for, calibrate, choose_headroom, map_model, quantized_twin, report,
-                         validate)
+from .conversion import (auto_headroom_split, backend_for, calibrate, choose_headroom, map_model, quantized_twin,
+                         report, validate)
 from .spiking_transformer import ConversionParams
 
 BUNDLED = Path(__file__).resolve().parent.parent / "data" / "models"
